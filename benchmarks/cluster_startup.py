@@ -23,7 +23,8 @@ def main(runs: int) -> None:
             figures.append(time.monotonic() - start)
             cluster.stop()
     print(f"cluster start (etcd -> /readyz + CRDs served), {runs} runs:")
-    print(f"  median {statistics.median(figures):.2f}s  min {min(figures):.2f}s  max {max(figures):.2f}s")
+    median = statistics.median(figures)
+    print(f"  median {median:.2f}s  min {min(figures):.2f}s  max {max(figures):.2f}s")
 
 
 if __name__ == "__main__":

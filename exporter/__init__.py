@@ -1,3 +1,3 @@
-"""kubevirt-update-exporter: which KubeVirt VMIs run in outdated virt-launcher pods, why, and what to do."""
+"""kubevirt-update-exporter: which KubeVirt VMIs run in outdated launcher pods, why, what to do."""
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""The exporter's vocabulary: compact records of the four watched kinds and the derived per-VMI view.
+"""The exporter's vocabulary: compact records of the four watched kinds and the per-VMI view.
 
 Contract:
 - A record keeps only the fields the derivation reads (a few hundred bytes, where the parsed
@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 #: The four watched kinds, as the `resource` label value of self-metrics uses them.
-Resource = Literal["virtualmachineinstances", "virtualmachines", "virtualmachineinstancemigrations", "kubevirts"]
+Resource = Literal[
+    "virtualmachineinstances", "virtualmachines", "virtualmachineinstancemigrations", "kubevirts"
+]
 RESOURCES: Final[tuple[Resource, ...]] = (
     "virtualmachineinstances",
     "virtualmachines",
@@ -28,7 +30,9 @@ RESOURCES: Final[tuple[Resource, ...]] = (
 Key = tuple[str, str]
 
 #: Why a VMI is outdated, in the order SPEC section 2 gives (first that applies wins).
-OutdatedReason = Literal["launcher_image", "hotplug_cpu", "hotplug_memory", "migration_required", "volumes_change"]
+OutdatedReason = Literal[
+    "launcher_image", "hotplug_cpu", "hotplug_memory", "migration_required", "volumes_change"
+]
 OUTDATED_REASONS: Final[tuple[OutdatedReason, ...]] = (
     "launcher_image",
     "hotplug_cpu",
@@ -80,7 +84,8 @@ class Vmi:
     launcher_image: str
     #: Condition LiveMigratable is True.
     live_migratable: bool
-    #: The LiveMigratable condition's reason when it is not True, CONDITION_MISSING when absent, else "".
+    #: The LiveMigratable condition's reason when it is not True, CONDITION_MISSING when absent,
+    #: else "".
     not_migratable_reason: str
     #: Pending hotplug/migration/volume conditions, in OUTDATED_REASONS order.
     pending_changes: tuple[PendingChange, ...]
@@ -165,7 +170,7 @@ class KubeVirt:
 
 @dataclass(frozen=True, slots=True)
 class ControlPlane:
-    """The update policy in force, derived from every KubeVirt CR seen (upstream acts on exactly one)."""
+    """The update policy in force, derived from every KubeVirt CR seen (upstream acts on one)."""
 
     #: Number of KubeVirt CRs seen.
     crs: int
@@ -187,7 +192,7 @@ class ControlPlane:
 
 @dataclass(frozen=True, slots=True)
 class VmiView:
-    """Everything the exporter says about one VMI: pure function of its records and the control plane.
+    """Everything the exporter says about one VMI: a function of its records and the control plane.
 
     `method` and `action` are computed for every VMI as if it were outdated (what automation would
     do if the control plane were upgraded now: `report --preflight`); they are exported as

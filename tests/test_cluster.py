@@ -114,15 +114,8 @@ async def test_vmi_with_status_is_created_listed_and_its_modification_watched(
         _preload_content=False,
     )
     patch = {"metadata": {"labels": {"kubevirt.io/outdatedLauncherImage": ""}}}
-    await admin.patch_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "virtualmachineinstances",
-        "vmi-a",
-        patch,
-        _content_type="application/merge-patch+json",
-    )
+    path = f"/apis/kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/vmi-a"
+    assert cluster.request("PATCH", path, patch)[0] == 200
     event = json.loads(await asyncio.wait_for(stream.content.readline(), timeout=60))
     stream.release()
     assert event["type"] == "MODIFIED"

@@ -16,6 +16,7 @@ Contract (the way controller-runtime's envtest runs one):
 from __future__ import annotations
 
 import datetime
+import http.client
 import ipaddress
 import json
 import os
@@ -47,6 +48,14 @@ RESTRICTED_USER = "restricted"
 READY_TIMEOUT = 180.0
 
 Json = dict[str, Any]
+#: Kinds whose status is written through the status subresource (tests/cluster/crds.yaml).
+STATUS_SUBRESOURCE_KINDS = frozenset(
+    {"VirtualMachine", "VirtualMachineInstanceMigration", "KubeVirt"}
+)
+#: metadata the API server assigns on create (it refuses some of them when sent).
+SERVER_OWNED_METADATA = frozenset(
+    {"uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink"}
+)
 
 
 class ClusterError(RuntimeError):
@@ -449,7 +458,42 @@ class Cluster:
         content_type: str | None = None,
         timeout: float = 30.0,
     ) -> tuple[int, Json]:
-        """One HTTPS call; returns (status, decoded JSON body). PATCH defaults to a merge patch."""
+        """One HTTPS call; returns (status, decoded JSON body). PATCH defaults to a merge patch.
+
+        429 (a restarted server's CRD storage still initializing, or priority-and-fairness) is
+        retried after its Retry-After, and a GET whose response was cut short (a server that was
+        just restarted under load) is sent again, for up to a minute.
+        """
+        deadline = time.monotonic() + 60.0
+        while True:
+            try:
+                status, answer, retry_after = self._request_once(
+                    method,
+                    path,
+                    body_in=body,
+                    token=token,
+                    content_type=content_type,
+                    timeout=timeout,
+                )
+            except (http.client.IncompleteRead, ConnectionResetError):
+                if method != "GET" or time.monotonic() > deadline:
+                    raise
+                status, answer, retry_after = 429, {}, 0.5
+            if status != 429 or time.monotonic() > deadline:
+                return status, answer
+            time.sleep(min(max(retry_after, 0.2), 5.0))
+
+    def _request_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        body_in: Mapping[str, Any] | None,
+        token: str | None,
+        content_type: str | None,
+        timeout: float,
+    ) -> tuple[int, Json, float]:
+        body = body_in
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type or (
@@ -467,9 +511,10 @@ class Cluster:
         )
         try:
             with urllib.request.urlopen(req, context=context, timeout=timeout) as resp:
-                return resp.status, _decode(resp.read())
+                return resp.status, _decode(resp.read()), 0.0
         except urllib.error.HTTPError as err:
-            return err.code, _decode(err.read())
+            retry_after = float(err.headers.get("Retry-After", "1") or 1)
+            return err.code, _decode(err.read()), retry_after
 
     def ensure_namespace(self, name: str) -> None:
         """Create namespace `name` unless it exists."""
@@ -481,11 +526,26 @@ class Cluster:
         if status not in (201, 409):
             raise ClusterError(f"creating namespace {name}: {status} {body}")
 
-    def create(self, obj: Mapping[str, Any]) -> Json:
-        """Create a kubevirt.io/v1 object (its namespace first); returns the stored object."""
-        namespace = obj["metadata"]["namespace"]
+    def create(self, obj: Mapping[str, Any], *, finalizers: bool = True) -> Json:
+        """Create a kubevirt.io/v1 object (its namespace first); returns the stored object.
+
+        Server-owned metadata (uid, resourceVersion, ...) in `obj` is dropped, as the API server
+        assigns it; everything else is sent as given, and the status of a kind with a status
+        subresource is written through it (the create itself drops it). `finalizers=False` drops
+        metadata.finalizers: no controller runs here to remove them, so a delete would only mark
+        the object as deleting.
+        """
+        dropped = SERVER_OWNED_METADATA if finalizers else SERVER_OWNED_METADATA | {"finalizers"}
+        metadata = {k: v for k, v in obj["metadata"].items() if k not in dropped}
+        namespace = metadata["namespace"]
         self.ensure_namespace(namespace)
-        status, body = self.request("POST", kubevirt_path(obj, collection=True), obj)
+        body_in = {**obj, "metadata": metadata}
+        status, body = self.request("POST", kubevirt_path(obj, collection=True), body_in)
+        if status == 201 and "status" in obj and obj["kind"] in STATUS_SUBRESOURCE_KINDS:
+            # The create dropped the status; write it the way a controller would.
+            path = kubevirt_path(body) + "/status"
+            status, body = self.request("PATCH", path, {"status": obj["status"]})
+            status = 201 if status == 200 else status
         if status != 201:
             raise ClusterError(
                 f"creating {obj['kind']} {namespace}/{obj['metadata']['name']}: {status} {body}"

@@ -1,0 +1,85 @@
+"""Logging: structured events with key-values, one line each, on stderr.
+
+Contract:
+- `configure_logging(log_format=..., level=...)` routes structlog AND the standard library's loggers
+  (aiohttp, asyncio, kubernetes_asyncio) through one renderer, so every line of the process has
+  the same shape: JSON objects when `log_format` is "json", aligned human text when "console".
+  With `log_format=None` the choice follows the stream: JSON when stderr is not a terminal (a pod,
+  where a pipeline parses lines), console on a terminal.
+- Events below `level` are dropped before any formatting work.
+- Each line carries `timestamp` (UTC, ISO 8601), `level`, `event`, the logger name when the
+  standard library produced it, and the event's key-values; exceptions are rendered in the line.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Final, TextIO
+
+import structlog
+from structlog.typing import Processor
+
+LEVELS: Final[dict[str, int]] = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+def wants_json(log_format: str | None, stream: TextIO) -> bool:
+    """JSON unless asked for console, or unless nothing was asked and `stream` is a terminal."""
+    if log_format is not None:
+        return log_format == "json"
+    isatty = getattr(stream, "isatty", None)
+    return not (isatty is not None and isatty())
+
+
+def configure_logging(
+    *, log_format: str | None, level: str = "info", stream: TextIO | None = None
+) -> None:
+    """Configure structlog and the standard library's root logger (see module contract)."""
+    stream = sys.stderr if stream is None else stream
+    numeric_level = LEVELS[level.lower()]
+    as_json = wants_json(log_format, stream)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Processor
+    if as_json:
+        shared.append(structlog.processors.format_exc_info)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        # No caching: the exporter logs per relist and per problem, never per event, so the cost
+        # is nil, and a cached logger would ignore any later reconfiguration (tests, report/plan).
+        cache_logger_on_first_use=False,
+    )
+    _route_standard_logging(shared, renderer, numeric_level, stream)
+
+
+def _route_standard_logging(
+    shared: list[Processor], renderer: Processor, level: int, stream: TextIO
+) -> None:
+    """Render the standard library's records (aiohttp, asyncio, ...) like structlog's events."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # aiohttp's own access logger is replaced by exporter.web's; keep the stdlib one quiet.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,0 +1,359 @@
+"""`plan`: the runbook's Mitigation as output you can apply; it never changes the cluster.
+
+Contract:
+- `build_plan(views, cp, migrations, ...)` is pure. It takes the outdated VMIs whose action is
+  `migrate`, `restart` or `manual` (after the namespace filter) and nothing else: VMIs that
+  automation is already updating (`wait`) are only counted.
+- `render_plan(plan)` is a multi-document YAML stream that `kubectl create -f -` accepts: one
+  `kubevirt.io/v1` VirtualMachineInstanceMigration per `migrate` VMI (`metadata.generateName`, so
+  `create`, not `apply`), in batches of at most `plan.sizing.size` whose boundaries are YAML
+  comments and whose documents carry the label `kubevirt-update-exporter/batch=<n>` (apply one
+  batch with `kubectl create -f - -l kubevirt-update-exporter/batch=1`). `restart` VMIs appear as
+  `virtctl restart` commands in comments, `manual` VMIs as comments with the reason. Everything
+  that is not a manifest is a comment, so an empty plan is a comment only. The word sequence that
+  stops a VM (which sets runStrategy Halted, kubevirt/kubevirt: pkg/virt-api/rest/lifecycle.go) is
+  never emitted.
+- Batch size (`batch_sizing`): `--batch-size` when given (>= 1); else the cluster's
+  `spec.configuration.migrations.parallelMigrationsPerCluster` (upstream default 5,
+  kubevirt/kubevirt: pkg/virt-config/virt-config.go `ParallelMigrationsPerClusterDefault`) minus
+  the unfinished VirtualMachineInstanceMigrations seen, and never below 1: when every slot is busy
+  the plan says so and still uses batches of one. Migrations beyond the cluster limit are not
+  lost: virt-controller keeps them Pending until a slot frees
+  (kubevirt/kubevirt: pkg/virt-controller/watch/migration/migration.go).
+- Within the plan, migrations are interleaved by source node, so a batch does not queue behind
+  `parallelOutboundMigrationsPerNode` (upstream default 2, same file) of one busy node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import zip_longest
+from typing import Any, Final, TextIO
+
+import yaml
+
+from exporter.model import ControlPlane, Vmim, VmiView
+from exporter.report import (
+    EVERYTHING,
+    EXIT_NEEDS_ACTION,
+    EXIT_OK,
+    Selection,
+    hco_or_kubevirt_cr,
+    manual_reason,
+    rfc3339,
+    vmis,
+)
+from exporter.sources import add_source_arguments, read_fleet
+
+#: Upstream's default of spec.configuration.migrations.parallelMigrationsPerCluster.
+DEFAULT_PARALLEL_MIGRATIONS: Final = 5
+#: metadata.generateName starts with this; the server appends 5 random characters.
+NAME_PREFIX: Final = "kubevirt-update-exporter-"
+#: The API server truncates a generateName prefix to 58 characters (63 minus its 5-character
+#: suffix, k8s.io/apiserver: pkg/storage/names/generate.go); we stay within it ourselves.
+MAX_PREFIX: Final = 58
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "kubevirt-update-exporter"
+BATCH_LABEL: Final = "kubevirt-update-exporter/batch"
+REASON_ANNOTATION: Final = "kubevirt-update-exporter/reason"
+WIDTH: Final = 100
+
+
+@dataclass(frozen=True)
+class BatchSizing:
+    """How many migrations one batch holds, and where that number came from."""
+
+    size: int
+    #: parallelMigrationsPerCluster (or its default); None with an explicit --batch-size.
+    budget: int | None
+    #: Unfinished VirtualMachineInstanceMigrations seen.
+    running: int
+
+    @property
+    def explicit(self) -> bool:
+        """The size was given by --batch-size."""
+        return self.budget is None
+
+    @property
+    def all_busy(self) -> bool:
+        """Every migration slot of the cluster is taken right now."""
+        return self.budget is not None and self.running >= self.budget
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `render_plan` prints: batches of migrations, restarts, manual cases."""
+
+    cp: ControlPlane
+    sizing: BatchSizing
+    batches: tuple[tuple[VmiView, ...], ...]
+    restarts: tuple[VmiView, ...]
+    manual: tuple[VmiView, ...]
+    #: Outdated VMIs in the selection that automation is updating (action wait).
+    waiting: int
+    generated_at: float
+
+
+def running_migrations(migrations: Iterable[Vmim]) -> int:
+    """Unfinished VirtualMachineInstanceMigrations (any phase but Succeeded/Failed)."""
+    return sum(1 for m in migrations if not m.finished)
+
+
+def batch_sizing(
+    cp: ControlPlane, migrations: Iterable[Vmim], *, explicit: int | None
+) -> BatchSizing:
+    """The batch size of the module contract; raises ValueError for an explicit size below 1."""
+    running = running_migrations(migrations)
+    if explicit is not None:
+        if explicit < 1:
+            raise ValueError(f"--batch-size: must be at least 1, got {explicit}")
+        return BatchSizing(size=explicit, budget=None, running=running)
+    kv = cp.kubevirt
+    configured = kv.parallel_migrations_per_cluster if kv else None
+    # 0 is taken as configured: upstream then never starts a migration, and the plan says so.
+    budget = DEFAULT_PARALLEL_MIGRATIONS if configured is None else max(0, configured)
+    return BatchSizing(size=max(1, budget - running), budget=budget, running=running)
+
+
+def build_plan(
+    views: Iterable[VmiView],
+    cp: ControlPlane,
+    migrations: Iterable[Vmim],
+    *,
+    selection: Selection = EVERYTHING,
+    batch_size: int | None = None,
+    now: float,
+) -> Plan:
+    """The plan for the outdated VMIs that `selection` admits (see the module contract)."""
+    outdated = sorted(
+        (v for v in views if v.outdated and selection.admits(v)),
+        key=lambda v: (v.namespace, v.name),
+    )
+    sizing = batch_sizing(cp, migrations, explicit=batch_size)
+    to_migrate = interleave_by_node([v for v in outdated if v.action == "migrate"])
+    return Plan(
+        cp=cp,
+        sizing=sizing,
+        batches=tuple(
+            tuple(to_migrate[i : i + sizing.size]) for i in range(0, len(to_migrate), sizing.size)
+        ),
+        restarts=tuple(v for v in outdated if v.action == "restart"),
+        manual=tuple(v for v in outdated if v.action == "manual"),
+        waiting=sum(1 for v in outdated if v.action == "wait"),
+        generated_at=now,
+    )
+
+
+def interleave_by_node(views: Sequence[VmiView]) -> list[VmiView]:
+    """Round-robin over source nodes (nodes sorted by name, VMIs keep their order per node)."""
+    by_node: dict[str, list[VmiView]] = {}
+    for view in views:
+        by_node.setdefault(view.node, []).append(view)
+    rounds = zip_longest(*(by_node[node] for node in sorted(by_node)))
+    return [view for round_ in rounds for view in round_ if view is not None]
+
+
+def generate_name(vmi_name: str) -> str:
+    """`kubevirt-update-exporter-<vmi>-`, the VMI part shortened to keep the prefix <= 58 chars.
+
+    A shortened part loses trailing '-' and '.' so the generated name stays a valid DNS subdomain.
+    """
+    room = MAX_PREFIX - len(NAME_PREFIX) - 1
+    part = vmi_name if len(vmi_name) <= room else vmi_name[:room].rstrip("-.")
+    return f"{NAME_PREFIX}{part}-"
+
+
+def migration_manifest(view: VmiView, *, batch: int) -> dict[str, Any]:
+    """The VirtualMachineInstanceMigration that moves `view` into an up-to-date launcher pod."""
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstanceMigration",
+        "metadata": {
+            "generateName": generate_name(view.name),
+            "namespace": view.namespace,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY, BATCH_LABEL: str(batch)},
+            "annotations": {REASON_ANNOTATION: view.outdated_reason or "unknown"},
+        },
+        "spec": {"vmiName": view.name},
+    }
+
+
+# -- rendering ------------------------------------------------------------------------------
+
+
+def render_plan(plan: Plan) -> str:
+    """The YAML stream of the module contract."""
+    out = _header(plan)
+    total = len(plan.batches)
+    for number, batch in enumerate(plan.batches, start=1):
+        out.append("")
+        out.extend(comment(f"---- batch {number} of {total}: {_migrations(len(batch))} ----"))
+        for view in batch:
+            out.append("---")
+            out.append(_manifest_yaml(view, batch=number).rstrip("\n"))
+    out.extend(_restart_lines(plan.restarts))
+    out.extend(_manual_lines(plan.manual, plan.cp))
+    return "\n".join(out) + "\n"
+
+
+def _manifest_yaml(view: VmiView, *, batch: int) -> str:
+    return yaml.safe_dump(migration_manifest(view, batch=batch), sort_keys=False)
+
+
+def _header(plan: Plan) -> list[str]:
+    migrations = sum(len(b) for b in plan.batches)
+    lines = [
+        f"kubevirt-update-exporter plan, {rfc3339(plan.generated_at)}. It changed nothing: "
+        "review it, then `kubectl create -f` it.",
+        *_control_plane_warnings(plan.cp),
+    ]
+    if migrations or plan.restarts or plan.manual:
+        lines.append(
+            f"Migrations: {migrations}, restarts: {len(plan.restarts)}, manual: {len(plan.manual)}."
+        )
+    else:
+        lines.append("Nothing to do: no outdated VMI needs a human.")
+    if plan.waiting:
+        lines.append(f"Automation is updating {vmis(plan.waiting, 'more outdated')} (not listed).")
+    if migrations:
+        lines.append(_sizing_text(plan.sizing, len(plan.batches)))
+        lines.append(
+            f"One batch at a time: `kubectl create -f plan.yaml -l {BATCH_LABEL}=1`, wait until "
+            f"`kubectl get vmim -A -l {BATCH_LABEL}=1` shows Succeeded, then the next. Creating "
+            "everything at once is safe too: migrations beyond parallelMigrationsPerCluster "
+            "wait as Pending."
+        )
+    return [line for text in lines for line in comment(text)]
+
+
+def _control_plane_warnings(cp: ControlPlane) -> list[str]:
+    if cp.crs != 1:
+        return [f"WARNING: {cp.crs} KubeVirt CRs; upstream acts only with exactly one."]
+    if not cp.converged:
+        return [
+            "WARNING: the control plane is not converged; wait for the KubeVirt update to finish, "
+            "or a migration may land in a launcher pod that is still outdated."
+        ]
+    return []
+
+
+def _migrations(count: int) -> str:
+    return f"{count} migration" if count == 1 else f"{count} migrations"
+
+
+def _sizing_text(sizing: BatchSizing, batches: int) -> str:
+    batch_word = "batch" if batches == 1 else "batches"
+    if sizing.budget is None:
+        return f"{batches} {batch_word} of at most {sizing.size} (--batch-size)."
+    text = (
+        f"{batches} {batch_word} of at most {sizing.size}: parallelMigrationsPerCluster "
+        f"{sizing.budget} minus {_migrations(sizing.running)} not finished yet."
+    )
+    if sizing.all_busy:
+        text += (
+            " Every migration slot is busy now, so batches hold 1; better wait for the running "
+            "migrations to finish and run plan again."
+        )
+    return text
+
+
+def _restart_lines(restarts: Sequence[VmiView]) -> list[str]:
+    if not restarts:
+        return []
+    lines = [
+        "",
+        *comment(
+            f"Restart {vmis(len(restarts))} that cannot be live-migrated (the guest reboots "
+            "into an up-to-date launcher pod). WARNING: a restart also applies every pending "
+            "change of the VM's spec. Run by hand:"
+        ),
+    ]
+    for view in restarts:
+        reason = view.not_migratable_reason or "not live-migratable"
+        lines.append(f"# virtctl restart {view.name} -n {view.namespace}    # {reason}")
+    return lines
+
+
+def _manual_lines(manual: Sequence[VmiView], cp: ControlPlane) -> list[str]:
+    if not manual:
+        return []
+    lines = [
+        "",
+        *comment(
+            f"Manual: no migration or restart updates {vmis(len(manual))}; what to do instead:"
+        ),
+    ]
+    for view in manual:
+        lines.extend(comment(f"- {view.namespace}/{view.name}: {manual_reason(view)}"))
+    if cp.crs == 1 and not cp.update_methods:
+        lines.extend(
+            comment(f"To let automation update VMIs next time, edit {hco_or_kubevirt_cr(cp)}.")
+        )
+    return lines
+
+
+def comment(text: str, *, width: int = WIDTH) -> list[str]:
+    """`text` as YAML comment lines of at most `width` columns (newlines cannot escape)."""
+    flat = " ".join(text.split())
+    return ["# " + line for line in textwrap.wrap(flat, width - 2, subsequent_indent="  ")] or ["#"]
+
+
+# -- command line ---------------------------------------------------------------------------
+
+
+def _batch_size(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `plan` subcommand (its flags; `run` executes it)."""
+    parser = subparsers.add_parser(
+        "plan",
+        help="print what to apply: migrations (YAML) and restart/manual steps (comments)",
+        description="The OutdatedVirtualMachineInstanceWorkloads runbook's Mitigation as output "
+        "you can apply: `kubevirt-update-exporter plan | kubectl create -f -`. Never changes the "
+        "cluster. Exit code: 0 nothing to do, 1 the plan has steps, 2 usage or settings error, "
+        "3 cluster/snapshot unreadable.",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        metavar="N",
+        help="migrations per batch (default: parallelMigrationsPerCluster, else 5, minus "
+        "migrations not finished yet; at least 1)",
+    )
+    add_source_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(
+    args: argparse.Namespace,
+    *,
+    environ: Mapping[str, str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    now: float | None = None,
+) -> int:
+    """Execute `plan` for parsed `args`: 0 when the plan is empty, 1 when it has steps."""
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    fleet = read_fleet(args, environ=os.environ if environ is None else environ, stderr=err)
+    if isinstance(fleet, int):
+        return fleet
+    plan = build_plan(
+        fleet.views,
+        fleet.control_plane,
+        fleet.migrations,
+        selection=Selection(namespaces=frozenset(args.namespace or ())),
+        batch_size=args.batch_size,
+        now=time.time() if now is None else now,
+    )
+    out.write(render_plan(plan))
+    return EXIT_NEEDS_ACTION if plan.batches or plan.restarts or plan.manual else EXIT_OK

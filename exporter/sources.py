@@ -1,0 +1,191 @@
+"""Where `report` and `plan` get their objects: a live cluster (one list per kind) or a snapshot.
+
+Contract:
+- `add_source_arguments(parser)` declares `--kubeconfig`, `--snapshot`, `--namespace`;
+  `source_settings(args, environ)` validates them (and their `KUBEVIRT_UPDATE_EXPORTER_*` twins)
+  through `exporter.settings.parse_settings`, raising `SettingsError` with every problem.
+- `load(settings, progress=...)` reads the objects once (`exporter.kube.list_all`, or the
+  `exporter.snapshot` loader for `--snapshot`) and returns a `Fleetview`; it raises `SourceError`
+  naming the source when nothing can be read. Reading never writes to the cluster.
+- `build(raws, scope=...)` turns raw objects into views through the same `exporter.fleet.Fleet` the
+  server uses, so `report` and `/metrics` can never disagree. A malformed object does not stop the
+  report: it is left out and its `MalformedObject` text (kind, namespace/name, field, problem) is
+  returned in `Fleetview.problems`.
+- Progress goes to `progress` (stderr when it is a terminal) while a cluster is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+from exporter import snapshot
+from exporter.fleet import Fleet
+from exporter.kube import KubeError, list_all
+from exporter.log import configure_logging
+from exporter.model import RESOURCES, ControlPlane, KubeVirt, Resource, Vmim, VmiView
+from exporter.objects import MalformedObject, Scope, project
+from exporter.selfmetrics import SelfMetrics
+from exporter.settings import ENV_PREFIX, Settings, SettingsError, parse_settings
+
+#: Exit codes of `report`/`plan` (docs/cli.md).
+EXIT_USAGE: Final = 2
+EXIT_SOURCE: Final = 3
+#: The serve settings `report` and `plan` share (flags and their environment twins).
+SOURCE_FLAGS: Final = ("kubeconfig", "snapshot", "namespace")
+
+Raws = Mapping[Resource, Sequence[Mapping[str, Any]]]
+
+
+class SourceError(RuntimeError):
+    """The cluster or the snapshot could not be read; the message names which and why."""
+
+
+@dataclass(frozen=True)
+class Fleetview:
+    """Everything `report` and `plan` read: views, the control plane, CRs and migrations."""
+
+    views: list[VmiView]
+    control_plane: ControlPlane
+    kubevirts: list[KubeVirt]
+    migrations: list[Vmim]
+    #: One line per object left out (MalformedObject text).
+    problems: list[str]
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the source flags; values stay text until `source_settings` validates them."""
+    parser.add_argument(
+        "--kubeconfig", metavar="PATH", help="kubeconfig file (default: in-cluster)"
+    )
+    parser.add_argument(
+        "--snapshot",
+        metavar="PATH",
+        help="read a saved List / multi-doc YAML / JSON / folder instead of a cluster",
+    )
+    parser.add_argument(
+        "--namespace", metavar="NS", action="append", help="only VMIs in NS (repeatable)"
+    )
+
+
+def source_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    """Settings for the source flags of `args`; raises SettingsError listing every problem."""
+    argv: list[str] = []
+    if args.kubeconfig is not None:
+        argv += ["--kubeconfig", args.kubeconfig]
+    if args.snapshot is not None:
+        argv += ["--snapshot", args.snapshot]
+    for namespace in args.namespace or ():
+        argv += ["--namespace", namespace]
+    twins = {f"{ENV_PREFIX}{flag.upper()}" for flag in SOURCE_FLAGS}
+    return parse_settings(argv, {k: v for k, v in environ.items() if k in twins})
+
+
+def load(settings: Settings, *, progress: TextIO | None = None) -> Fleetview:
+    """Read the objects `settings` names (snapshot or cluster) and derive their views."""
+    if settings.snapshot is not None:
+        raws = read_snapshot(settings.snapshot)
+    else:
+        raws = read_cluster(settings, progress=progress)
+    return build(raws, scope=settings.scope())
+
+
+def read_snapshot(path: Path) -> Raws:
+    """The raw objects of a snapshot; SourceError when it cannot be read or parsed."""
+    try:
+        return snapshot.load(path)
+    except (snapshot.SnapshotError, OSError) as error:
+        raise SourceError(f"snapshot {path}: {error}") from error
+
+
+def read_cluster(settings: Settings, *, progress: TextIO | None) -> Raws:
+    """One list per kind from the API server; SourceError when the cluster cannot be read."""
+    started = time.monotonic()
+    report = None if progress is None else _ProgressLine(progress)
+    try:
+        raws = asyncio.run(list_all(settings=settings, progress=report))
+    except (KubeError, OSError) as error:
+        raise SourceError(f"cluster: {error}") from error
+    finally:
+        if report is not None:
+            report.done()
+    if progress is not None:
+        counts = ", ".join(f"{len(raws.get(r, ()))} {r}" for r in RESOURCES)
+        progress.write(f"read {counts} in {time.monotonic() - started:.1f}s\n")
+        progress.flush()
+    return raws
+
+
+class _ProgressLine:
+    """One self-overwriting line on a terminal: `reading virtualmachineinstances: 1500`."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.shown = False
+
+    def __call__(self, resource: Resource, objects: int) -> None:
+        self.stream.write(f"\rreading {resource}: {objects}\033[K")
+        self.stream.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def build(raws: Raws, *, scope: Scope | None = None) -> Fleetview:
+    """Views of `raws` through a Fleet; malformed objects are left out and reported."""
+    fleet = Fleet(scope=scope or Scope(), metrics=SelfMetrics())
+    problems: list[str] = []
+    for resource in RESOURCES:
+        wellformed = []
+        # Projected once here to collect the problems for the user (the Fleet would only count
+        # and log them); a one-shot command can afford projecting twice.
+        for raw in raws.get(resource, ()):
+            try:
+                project(resource, raw)
+            except MalformedObject as error:
+                problems.append(str(error))
+                continue
+            wellformed.append(raw)
+        fleet.relist_begin(resource)
+        fleet.relist_page(resource, wellformed)
+        fleet.relist_end(resource)
+    return Fleetview(
+        views=fleet.views(),
+        control_plane=fleet.control_plane,
+        kubevirts=list(fleet.kubevirts),
+        migrations=list(fleet.migrations),
+        problems=problems,
+    )
+
+
+def read_fleet(
+    args: argparse.Namespace, *, environ: Mapping[str, str], stderr: TextIO
+) -> Fleetview | int:
+    """The fleet for a `report`/`plan` run, or its exit code (2 settings, 3 source) after
+    printing the error to `stderr`. Malformed objects are printed as warnings."""
+    # Library events (relists, retries) must never reach stdout, which carries the report or the
+    # plan; only warnings are worth a one-shot command's stderr. The process's own stderr, not a
+    # replaced sys.stderr: loggers keep the stream they were first used with.
+    configure_logging(log_format=None, level="warning", stream=sys.__stderr__ or stderr)
+    try:
+        settings = source_settings(args, environ)
+    except SettingsError as error:
+        stderr.write(f"error: {error}\n")
+        return EXIT_USAGE
+    try:
+        fleet = load(settings, progress=stderr if stderr.isatty() else None)
+    except SourceError as error:
+        stderr.write(f"error: cannot read the {error}\n")
+        return EXIT_SOURCE
+    for problem in fleet.problems:
+        stderr.write(f"warning: left out malformed object: {problem}\n")
+    return fleet

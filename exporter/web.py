@@ -1,0 +1,305 @@
+"""The HTTP face of the exporter: `/metrics`, `/healthz`, `/readyz` (SPEC section 5).
+
+Contract:
+- `/metrics` serves the exposition's body as `text/plain; version=0.0.4; charset=utf-8`,
+  gzip-encoded when the client accepts gzip (compressed off the event loop). With a bearer token
+  configured, only `Authorization: Bearer <token>` gets it (constant-time comparison); anything
+  else is 401 with a `WWW-Authenticate` challenge. Before each body the worst event-loop lag
+  seen since the previous scrape is handed to the self-metrics.
+- `/healthz` is 200 while the process and its event loop answer; it never depends on the API
+  server or on readiness (a restart would not fix a slow API server).
+- `/readyz` is 503 naming everything that keeps us unready until every kind was listed once, then
+  200 "ok". Both probes and the token-free paths answer without credentials (kubelet probes).
+- GET and HEAD only; other paths 404, other methods 405; aiohttp's request limits reject oversized
+  or malformed requests with a 4xx without disturbing the process.
+- Root tasks (the watchers or the snapshot loader, and the lag probe) run as long as the app:
+  started with it, cancelled and awaited when it stops. Crash-only: if one ends on its own, it is
+  logged and `serve` returns 1 so the pod restarts; SIGTERM/SIGINT stop cleanly and return 0.
+
+This is the only module that imports aiohttp.web.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import signal
+import ssl
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, NoReturn, Protocol
+
+import structlog
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from exporter.settings import Settings, read_bearer_token, tls_server_context
+
+log = structlog.get_logger(__name__)
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+#: How often the lag probe wakes up. 0.1 s resolves the SPEC's 100 ms stall budget and costs ten
+#: wake-ups a second, nothing next to a relist.
+LAG_PROBE_INTERVAL: Final = 0.1
+#: How long a stopping server lets in-flight requests finish. A scrape takes well under a second
+#: even at 100,000 VMIs, and Kubernetes grants 30 s between SIGTERM and SIGKILL by default.
+SHUTDOWN_TIMEOUT: Final = 10.0
+
+#: A background coroutine the app runs for its whole life, created anew on each start.
+RootTask = Callable[[], Coroutine[Any, Any, object]]
+
+
+class Exposition(Protocol):
+    """What the endpoints read (`exporter.fleet.Fleet` is one)."""
+
+    def body(self) -> bytes: ...
+    def body_gzip(self) -> bytes: ...
+    def missing(self) -> list[str]: ...
+
+
+class LagSink(Protocol):
+    """Where the lag probe reports (`exporter.selfmetrics.SelfMetrics` is one)."""
+
+    def set_event_loop_lag(self, seconds: float) -> None: ...
+
+
+@dataclass
+class LagProbe:
+    """Measures how late the event loop wakes a sleeper; keeps the worst since the last `take`."""
+
+    interval: float = LAG_PROBE_INTERVAL
+    worst: float = 0.0
+
+    async def run(self) -> NoReturn:
+        """Sleep `interval` at a time for ever, recording how late each wake-up is."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(self.interval)
+            self.worst = max(self.worst, loop.time() - started - self.interval)
+
+    def take(self) -> float:
+        """The worst lag since the previous call (seconds), and start over."""
+        worst, self.worst = self.worst, 0.0
+        return worst
+
+
+class RootTasks:
+    """Coroutines that must run as long as the process; `ended` resolves (to the task's name) when
+    one stops on its own, which is always a failure."""
+
+    def __init__(self, factories: Mapping[str, RootTask]) -> None:
+        self.factories = dict(factories)
+        self.tasks: dict[str, asyncio.Task[object]] = {}
+        self.ended: asyncio.Future[str] | None = None
+        self.stopping = False
+
+    def start(self) -> None:
+        """Create every task on the running loop."""
+        self.ended = asyncio.get_running_loop().create_future()
+        self.stopping = False
+        for name, factory in self.factories.items():
+            task = asyncio.create_task(factory(), name=name)
+            task.add_done_callback(self._on_done)
+            self.tasks[name] = task
+
+    async def stop(self) -> None:
+        """Cancel every task and wait until each has finished."""
+        self.stopping = True
+        for task in self.tasks.values():
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.tasks.clear()
+
+    def _on_done(self, task: asyncio.Task[object]) -> None:
+        if self.stopping:
+            return
+        if task.cancelled():
+            log.error("serve.root_task_cancelled", task=task.get_name())
+        elif (error := task.exception()) is not None:
+            log.error(
+                "serve.root_task_failed", task=task.get_name(), error=str(error), exc_info=error
+            )
+        else:
+            log.error("serve.root_task_ended", task=task.get_name())
+        if self.ended is not None and not self.ended.done():
+            self.ended.set_result(task.get_name())
+
+
+@dataclass
+class Endpoints:
+    """What the request handlers read; one per app."""
+
+    exposition: Exposition
+    lag_sink: LagSink
+    #: None leaves /metrics open.
+    bearer_token: str | None = None
+    lag_probe: LagProbe = field(default_factory=LagProbe)
+
+
+ENDPOINTS: Final = web.AppKey("endpoints", Endpoints)
+ROOT_TASKS: Final = web.AppKey("root_tasks", RootTasks)
+
+
+def build_app(
+    *,
+    exposition: Exposition,
+    lag_sink: LagSink,
+    bearer_token: str | None = None,
+    root_tasks: Mapping[str, RootTask] | None = None,
+    lag_probe: LagProbe | None = None,
+) -> web.Application:
+    """The exporter's aiohttp application; `root_tasks` run (with the lag probe) while it runs."""
+    endpoints = Endpoints(exposition, lag_sink, bearer_token, lag_probe or LagProbe())
+    app = web.Application()
+    app[ENDPOINTS] = endpoints
+    app[ROOT_TASKS] = RootTasks({**(root_tasks or {}), "event-loop-lag": endpoints.lag_probe.run})
+    app.cleanup_ctx.append(_run_root_tasks)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    return app
+
+
+async def _run_root_tasks(app: web.Application) -> AsyncIterator[None]:
+    tasks = app[ROOT_TASKS]
+    tasks.start()
+    yield
+    await tasks.stop()
+
+
+async def _metrics(request: web.Request) -> web.StreamResponse:
+    endpoints = request.app[ENDPOINTS]
+    if endpoints.bearer_token is not None:
+        refusal = _refusal(request.headers.get("Authorization"), endpoints.bearer_token)
+        if refusal is not None:
+            return refusal
+    endpoints.lag_sink.set_event_loop_lag(endpoints.lag_probe.take())
+    headers = {"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"}
+    if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        loop = asyncio.get_running_loop()
+        body = await loop.run_in_executor(None, endpoints.exposition.body_gzip)
+        headers["Content-Encoding"] = "gzip"
+    else:
+        body = endpoints.exposition.body()
+    return web.Response(body=body, headers=headers)
+
+
+def _refusal(authorization: str | None, token: str) -> web.Response | None:
+    """None when `authorization` carries the bearer token, else the 401 to send (RFC 6750)."""
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+        return None
+    challenge = 'Bearer realm="kubevirt-update-exporter"'
+    if authorization:
+        challenge += ', error="invalid_token"'
+    return web.Response(status=401, text="unauthorized\n", headers={"WWW-Authenticate": challenge})
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """The Accept-Encoding value allows gzip (`gzip`, `x-gzip` or `*`, with a q-value above 0)."""
+    for coding in accept_encoding.split(","):
+        name, *params = (part.strip() for part in coding.split(";"))
+        if name.lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        quality = next((p[2:] for p in params if p.lower().startswith("q=")), "1")
+        with contextlib.suppress(ValueError):
+            if float(quality) > 0:
+                return True
+    return False
+
+
+async def _healthz(request: web.Request) -> web.StreamResponse:
+    return web.Response(text="ok\n")
+
+
+async def _readyz(request: web.Request) -> web.StreamResponse:
+    missing = request.app[ENDPOINTS].exposition.missing()
+    if missing:
+        text = "not ready:\n" + "".join(f"- {what}\n" for what in missing)
+        return web.Response(status=503, text=text)
+    return web.Response(text="ok\n")
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One debug event per request, through structlog like every other line."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        log.debug(
+            "http.request",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            bytes=response.body_length,
+            seconds=round(time, 6),
+            remote=request.remote,
+        )
+
+
+async def serve(
+    *,
+    settings: Settings,
+    exposition: Exposition,
+    lag_sink: LagSink,
+    root_tasks: Mapping[str, RootTask],
+) -> int:
+    """Serve until SIGTERM/SIGINT (return 0) or until a root task ends or the address cannot be
+    bound (return 1). Background work is cancelled and awaited before returning."""
+    token = None
+    if settings.bearer_token_file is not None:
+        token = read_bearer_token(settings.bearer_token_file)  # once: no file IO per scrape
+    ssl_context = None
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        ssl_context = tls_server_context(settings.tls_cert_file, settings.tls_key_file)
+    app = build_app(
+        exposition=exposition, lag_sink=lag_sink, bearer_token=token, root_tasks=root_tasks
+    )
+    runner = web.AppRunner(
+        app, access_log_class=AccessLogger, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+    )
+    await runner.setup()
+    try:
+        return await _serve_until_stopped(runner, settings, ssl_context)
+    finally:
+        await runner.cleanup()
+
+
+async def _serve_until_stopped(
+    runner: web.AppRunner, settings: Settings, ssl_context: ssl.SSLContext | None
+) -> int:
+    address = f"{settings.listen_host}:{settings.listen_port}"
+    site = web.TCPSite(
+        runner, settings.listen_host or None, settings.listen_port, ssl_context=ssl_context
+    )
+    try:
+        await site.start()
+    except OSError as error:
+        log.error("serve.listen_failed", address=address, error=str(error))
+        return 1
+    log.info("serve.listening", address=address, tls=ssl_context is not None)
+    ended = runner.app[ROOT_TASKS].ended
+    assert ended is not None  # set by runner.setup(), which ran the cleanup context
+    signalled = await _until_signal_or(ended)
+    log.info("serve.stopping", reason=signalled or f"root task {ended.result()!r} ended")
+    return 0 if signalled else 1
+
+
+async def _until_signal_or(ended: asyncio.Future[str]) -> str | None:
+    """Wait for SIGTERM/SIGINT (return its name) or for `ended` (return None)."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[str] = loop.create_future()
+    stop_signals = (signal.SIGTERM, signal.SIGINT)
+    for signum in stop_signals:
+        loop.add_signal_handler(signum, _resolve, received, signum.name)
+    try:
+        await asyncio.wait([received, ended], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for signum in stop_signals:
+            loop.remove_signal_handler(signum)
+    return received.result() if received.done() else None
+
+
+def _resolve(future: asyncio.Future[str], value: str) -> None:
+    if not future.done():
+        future.set_result(value)

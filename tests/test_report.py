@@ -1,0 +1,936 @@
+"""`report`: rows, header, advice, output formats, filters, exit codes (SPEC sections 2, 5)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.cli import main
+from exporter.model import (
+    ACTIONS,
+    METHODS,
+    Action,
+    ControlPlane,
+    KubeVirt,
+    Method,
+    UpdateMethod,
+    VmiView,
+)
+from exporter.report import (
+    API_VERSION,
+    KIND,
+    Selection,
+    build_report,
+    exit_code,
+    explain,
+    format_table,
+    go_duration,
+    render_json,
+    render_table,
+    render_yaml,
+    short_age,
+)
+from tests import builders
+
+NOW = 1_750_000_000.0
+
+
+def view(name: str = "vm-1", namespace: str = "default", **changes: Any) -> VmiView:
+    """An outdated, live-migratable VM-owned VMI that LiveMigrate updates, changed by `changes`."""
+    base = VmiView(
+        namespace=namespace,
+        name=name,
+        uid=f"uid-{namespace}-{name}",
+        phase="Running",
+        node="node-1",
+        owner_kind="VirtualMachine",
+        run_strategy="Always",
+        eviction_strategy="None",
+        launcher_image="quay.io/kubevirt/virt-launcher:v1.4.0",
+        outdated=True,
+        outdated_reason="launcher_image",
+        live_migratable=True,
+        not_migratable_reason=None,
+        method="live_migrate",
+        action="wait",
+        outdated_since=NOW - 3 * 3600,
+        update_migration_failures=0,
+        verdict_disagreement=False,
+        migrating=False,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def stuck(
+    name: str, namespace: str = "default", action: Action = "restart", **changes: Any
+) -> VmiView:
+    """An outdated VMI that nothing updates (method none), not live-migratable."""
+    return view(
+        name,
+        namespace,
+        live_migratable=False,
+        not_migratable_reason="DisksNotLiveMigratable",
+        method="none",
+        action=action,
+        **changes,
+    )
+
+
+def kubevirt(
+    *,
+    namespace: str = "kubevirt",
+    name: str = "kubevirt",
+    methods: tuple[UpdateMethod, ...] = ("LiveMigrate",),
+    hco: bool = False,
+    parallel: int | None = None,
+    phase: str = "Deployed",
+) -> KubeVirt:
+    return KubeVirt(
+        namespace=namespace,
+        name=name,
+        phase=phase,
+        observed_deployment_id="d2",
+        target_deployment_id="d2",
+        observed_version="v1.5.0",
+        target_version="v1.5.0",
+        update_methods=methods,
+        batch_eviction_size=10,
+        batch_eviction_interval_seconds=60.0,
+        eviction_strategy=None,
+        parallel_migrations_per_cluster=parallel,
+        reported_outdated=None,
+        target_launcher_image="quay.io/kubevirt/virt-launcher:v1.5.0",
+        rebuilt_launcher_image="quay.io/kubevirt/virt-launcher:v1.5.0",
+        available_since=NOW - 86400,
+        hco_managed=hco,
+    )
+
+
+def control_plane(
+    kv: KubeVirt | None = None, *, crs: int | None = None, converged: bool = True
+) -> ControlPlane:
+    """The control plane of one CR `kv` (default: plain KubeVirt, LiveMigrate), or of `crs` CRs."""
+    if crs is not None and crs != 1:
+        return ControlPlane(
+            crs=crs,
+            kubevirt=None,
+            converged=False,
+            update_methods=frozenset(),
+            eviction_strategy=None,
+            target_launcher_image="",
+            rebuilt_launcher_image="",
+            hco_managed=False,
+        )
+    kv = kv or kubevirt()
+    return ControlPlane(
+        crs=1,
+        kubevirt=kv,
+        converged=converged,
+        update_methods=frozenset(kv.update_methods),
+        eviction_strategy=kv.eviction_strategy,
+        target_launcher_image=kv.target_launcher_image,
+        rebuilt_launcher_image=kv.rebuilt_launcher_image,
+        hco_managed=kv.hco_managed,
+    )
+
+
+CP = control_plane()
+
+
+def fleet() -> list[VmiView]:
+    return [
+        view("vm-b", "prod"),
+        stuck("vm-a", "prod", action="restart"),
+        view("db", "dev", live_migratable=True, method="none", action="migrate"),
+        view(
+            "pet",
+            "dev",
+            owner_kind="",
+            run_strategy="",
+            live_migratable=False,
+            not_migratable_reason="HostDeviceNotLiveMigratable",
+            method="none",
+            action="manual",
+        ),
+        view("fresh", "prod", outdated=False, outdated_reason=None, outdated_since=None),
+        view("off", "prod", phase="Succeeded", outdated=False, outdated_reason=None),
+    ]
+
+
+# -- rows --------------------------------------------------------------------------------------
+
+
+def test_report_lists_only_outdated_vmis_sorted_by_namespace_and_name() -> None:
+    doc = build_report(fleet(), CP, now=NOW)
+    assert [(r["namespace"], r["name"]) for r in doc["vmis"]] == [
+        ("dev", "db"),
+        ("dev", "pet"),
+        ("prod", "vm-a"),
+        ("prod", "vm-b"),
+    ]
+
+
+def test_row_of_a_vm_owned_vmi_carries_every_field() -> None:
+    row = build_report([stuck("vm-a", "prod", node="worker-7")], CP, now=NOW)["vmis"][0]
+    assert row == {
+        "namespace": "prod",
+        "name": "vm-a",
+        "node": "worker-7",
+        "phase": "Running",
+        "outdated": True,
+        "reason": "launcher_image",
+        "liveMigratable": False,
+        "notLiveMigratableReason": "DisksNotLiveMigratable",
+        "method": "none",
+        "action": "restart",
+        "vm": "vm-a",
+        "runStrategy": "Always",
+        "evictionStrategy": "None",
+        "launcherImage": "quay.io/kubevirt/virt-launcher:v1.4.0",
+        "outdatedSince": "2025-06-15T12:06:40Z",
+        "updateMigrationFailures": 0,
+        "why": row["why"],
+    }
+    assert "DisksNotLiveMigratable" in row["why"]
+    assert "virtctl restart vm-a -n prod" in row["why"]
+
+
+def test_row_of_a_standalone_vmi_has_no_vm_and_no_run_strategy() -> None:
+    row = build_report(fleet(), CP, now=NOW)["vmis"][1]
+    assert (row["name"], row["vm"], row["runStrategy"]) == ("pet", None, None)
+    assert "standalone VMI" in row["why"]
+
+
+def test_outdated_since_is_null_when_unknown() -> None:
+    row = build_report([view(outdated_since=None)], CP, now=NOW)["vmis"][0]
+    assert row["outdatedSince"] is None
+
+
+# -- filters and exit codes ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("selection", "expected"),
+    [
+        (Selection(namespaces=frozenset({"dev"})), ["db", "pet"]),
+        (Selection(actions=frozenset({"restart", "manual"})), ["pet", "vm-a"]),
+        (Selection(methods=frozenset({"live_migrate"})), ["vm-b"]),
+        (Selection(namespaces=frozenset({"prod"}), methods=frozenset({"none"})), ["vm-a"]),
+        (Selection(namespaces=frozenset({"nowhere"})), []),
+    ],
+)
+def test_filters_keep_only_matching_rows_and_summary_counts_them(
+    selection: Selection, expected: list[str]
+) -> None:
+    doc = build_report(fleet(), CP, selection=selection, now=NOW)
+    assert [r["name"] for r in doc["vmis"]] == expected
+    assert doc["summary"]["vmis"] == len(expected)
+    assert doc["selection"]["namespaces"] == sorted(selection.namespaces)
+
+
+def test_exit_code_is_1_when_a_vmi_needs_a_human() -> None:
+    for action in ("migrate", "restart", "manual"):
+        doc = build_report([view(action=action, method="none")], CP, now=NOW)
+        assert exit_code(doc) == 1, action
+
+
+def test_exit_code_is_0_when_automation_handles_everything_or_nothing_is_outdated() -> None:
+    assert exit_code(build_report([view(), view("b", method="evict")], CP, now=NOW)) == 0
+    assert exit_code(build_report([], CP, now=NOW)) == 0
+    not_outdated = view(outdated=False, outdated_reason=None, action="manual", method="none")
+    assert exit_code(build_report([not_outdated], CP, now=NOW)) == 0
+
+
+def test_exit_code_follows_the_filtered_rows() -> None:
+    doc = build_report(fleet(), CP, selection=Selection(actions=frozenset({"wait"})), now=NOW)
+    assert exit_code(doc) == 0
+
+
+# -- summary, header and advice -----------------------------------------------------------------
+
+
+def test_summary_counts_every_method_and_action_including_zero() -> None:
+    summary = build_report(fleet(), CP, now=NOW)["summary"]
+    assert list(summary["byMethod"]) == list(METHODS)
+    assert list(summary["byAction"]) == list(ACTIONS)
+    assert summary["byMethod"] == {
+        "in_progress": 0,
+        "live_migrate": 1,
+        "evict": 0,
+        "evict_stops": 0,
+        "none": 3,
+    }
+    assert summary["byAction"] == {"wait": 1, "migrate": 1, "restart": 1, "manual": 1}
+    assert summary["needsAction"] == 3
+
+
+def test_header_shows_versions_convergence_methods_and_batch_eviction() -> None:
+    table = render_table(build_report(fleet(), CP, now=NOW), now=NOW)
+    header = table.split("\n\n")[0]
+    assert "kubevirt/kubevirt" in header
+    assert "observed v1.5.0, target v1.5.0, converged" in header
+    assert "methods: LiveMigrate; batch eviction 10 every 1m0s" in header
+    assert "by method: live_migrate 1, none 3" in header
+    assert "by action: wait 1, migrate 1, restart 1, manual 1" in header
+
+
+def test_header_says_when_the_control_plane_is_not_converged() -> None:
+    cp = control_plane(kubevirt(phase="Deploying"), converged=False)
+    doc = build_report(fleet(), cp, now=NOW)
+    assert "NOT converged (phase Deploying)" in render_table(doc, now=NOW)
+    assert doc["controlPlane"]["converged"] is False
+    assert any("not converged" in a for a in doc["advice"])
+
+
+@pytest.mark.parametrize("crs", [0, 2])
+def test_without_exactly_one_kubevirt_cr_the_header_says_nothing_is_updated(crs: int) -> None:
+    kvs = [kubevirt(name=f"kv-{i}") for i in range(crs)]
+    doc = build_report(fleet(), control_plane(crs=crs), kubevirts=kvs, now=NOW)
+    table = render_table(doc, now=NOW)
+    assert f"{crs} KubeVirt CRs" in table
+    assert "upstream will not update anything" in table
+    assert doc["controlPlane"]["kubevirtCRs"] == crs
+    assert doc["controlPlane"]["updateMethods"] == []
+    assert doc["controlPlane"]["observedVersion"] is None
+    assert len(doc["controlPlane"]["kubevirts"]) == crs
+    assert "will not update" in doc["advice"][0]
+    if crs == 2:
+        assert "kubevirt/kv-0, kubevirt/kv-1" in table
+
+
+def test_advice_points_at_the_hyperconverged_cr_on_hco_clusters() -> None:
+    cp = control_plane(kubevirt(methods=(), hco=True, name="kubevirt-kubevirt-hyperconverged"))
+    advice = " ".join(build_report(fleet(), cp, now=NOW)["advice"])
+    assert "edit the HyperConverged CR" in advice
+    assert "spec.workloadUpdateStrategy" in advice
+    assert "the KubeVirt CR kubevirt/" not in advice
+
+
+def test_advice_points_at_the_kubevirt_cr_on_plain_clusters() -> None:
+    cp = control_plane(kubevirt(methods=()))
+    advice = " ".join(build_report(fleet(), cp, now=NOW)["advice"])
+    assert "edit the KubeVirt CR kubevirt/kubevirt (spec.workloadUpdateStrategy)" in advice
+    assert "HyperConverged" not in advice
+
+
+def test_advice_names_the_next_step_per_action_and_never_stopping_the_vm() -> None:
+    doc = build_report(fleet(), CP, now=NOW)
+    advice = " ".join(doc["advice"])
+    assert "kubevirt-update-exporter plan | kubectl create -f -" in advice
+    assert "virtctl restart" in advice
+    assert "by hand" in advice
+    for text in (render_table(doc, now=NOW), render_json(doc)):
+        assert "virtctl stop" not in text
+
+
+def test_advice_names_vmis_whose_update_migrations_keep_failing() -> None:
+    views = [view("flaky", update_migration_failures=3), view("fine")]
+    advice = build_report(views, CP, now=NOW)["advice"]
+    assert any("keep failing for 1 VMI (default/flaky)" in a for a in advice)
+    row = build_report(views, CP, now=NOW)["vmis"][1]
+    assert (row["name"], row["updateMigrationFailures"]) == ("flaky", 3)
+
+
+def test_advice_says_to_wait_when_automation_updates_every_row() -> None:
+    doc = build_report([view(), view("b", method="in_progress")], CP, now=NOW)
+    assert doc["advice"] == [
+        "Automation is updating every outdated VMI listed; nothing to do but wait."
+    ]
+
+
+# -- explanations -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cp", "changes", "expected"),
+    [
+        (CP, {"method": "in_progress"}, "migration of this VMI is in progress"),
+        (CP, {}, "LiveMigrate is enabled and the VMI is live-migratable"),
+        (
+            CP,
+            {"live_migratable": False, "not_migratable_reason": "X"},
+            "a volume migration is in progress",
+        ),
+        (
+            control_plane(kubevirt(methods=("Evict",))),
+            {"method": "evict", "eviction_strategy": "LiveMigrate"},
+            "turns the eviction into a migration",
+        ),
+        (
+            control_plane(kubevirt(methods=("Evict",))),
+            {"method": "evict", "live_migratable": False, "not_migratable_reason": "X"},
+            "deletes the launcher pod and runStrategy Always starts a new VMI",
+        ),
+        (
+            control_plane(kubevirt(methods=("Evict",))),
+            {
+                "method": "evict_stops",
+                "action": "manual",
+                "run_strategy": "Halted",
+                "live_migratable": False,
+                "not_migratable_reason": "SEVNotLiveMigratable",
+            },
+            "runStrategy Halted does not start a new VMI: the VM stays down",
+        ),
+        (
+            control_plane(kubevirt(methods=())),
+            {"method": "none", "action": "migrate"},
+            "no workloadUpdateMethods configured",
+        ),
+        (
+            control_plane(crs=0),
+            {"method": "none", "action": "migrate"},
+            "0 KubeVirt CRs: upstream acts only with exactly one",
+        ),
+        (
+            CP,
+            {"method": "none", "action": "restart", "live_migratable": False},
+            "LiveMigrate skips it (not live-migratable: ConditionMissing); Evict is not enabled",
+        ),
+        (
+            control_plane(kubevirt(methods=("Evict",))),
+            {"method": "none", "action": "migrate", "eviction_strategy": "External"},
+            "Evict is refused and retried forever (eviction strategy External)",
+        ),
+        (
+            control_plane(kubevirt(methods=("LiveMigrate", "Evict"))),
+            {
+                "method": "none",
+                "action": "restart",
+                "eviction_strategy": "LiveMigrate",
+                "live_migratable": False,
+                "not_migratable_reason": "InterfaceNotLiveMigratable",
+            },
+            "LiveMigrate skips it (not live-migratable: InterfaceNotLiveMigratable); Evict is "
+            "refused and retried forever (eviction strategy LiveMigrate needs a live-migratable",
+        ),
+    ],
+)
+def test_explain_names_why_automation_moves_or_skips_the_vmi(
+    cp: ControlPlane, changes: dict[str, Any], expected: str
+) -> None:
+    assert expected in explain(view(**changes), cp)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"action": "migrate"}, "create a VirtualMachineInstanceMigration"),
+        ({"action": "restart"}, "`virtctl restart vm-1 -n default`"),
+        (
+            {"action": "manual", "run_strategy": "Once"},
+            "runStrategy Once: `virtctl restart` is refused",
+        ),
+        ({"action": "manual"}, "a volume change (VolumesChange) is pending"),
+        (
+            {"action": "manual", "owner_kind": "", "run_strategy": ""},
+            "recreate it from its manifest",
+        ),
+    ],
+)
+def test_explain_says_what_a_human_should_do(changes: dict[str, Any], expected: str) -> None:
+    assert expected in explain(view(method="none", **changes), CP)
+
+
+# -- preflight ----------------------------------------------------------------------------------
+
+
+def test_preflight_lists_every_running_vmi_outdated_or_not() -> None:
+    doc = build_report(fleet(), CP, preflight=True, now=NOW)
+    assert doc["preflight"] is True
+    assert [r["name"] for r in doc["vmis"]] == ["db", "pet", "fresh", "vm-a", "vm-b"]
+    fresh = doc["vmis"][2]
+    assert (fresh["outdated"], fresh["method"], fresh["action"]) == (False, "live_migrate", "wait")
+
+
+def test_preflight_table_lists_the_vmis_nothing_would_move_and_why() -> None:
+    views = [
+        view("mover"),
+        view(
+            "sticky",
+            live_migratable=False,
+            not_migratable_reason="HostDeviceNotLiveMigratable",
+            method="none",
+            action="restart",
+        ),
+        view("stopper", method="evict_stops", action="manual", run_strategy="Halted"),
+    ]
+    cp = control_plane(kubevirt(methods=("LiveMigrate", "Evict")))
+    table = render_table(build_report(views, cp, preflight=True, now=NOW), now=NOW)
+    stuck_part = table.split("Nothing would move 2 VMIs after an upgrade:")[1]
+    assert "default/sticky: LiveMigrate skips it (not live-migratable" in stuck_part
+    assert "HostDeviceNotLiveMigratable" in stuck_part
+    assert "default/stopper: Evict deletes the launcher pod" in stuck_part
+    assert "mover" not in stuck_part
+
+
+def test_preflight_exit_code_says_whether_an_upgrade_would_need_a_human() -> None:
+    fine = build_report([view(outdated=False)], CP, preflight=True, now=NOW)
+    assert exit_code(fine) == 0
+    needs = build_report([stuck("x", outdated=False)], CP, preflight=True, now=NOW)
+    assert exit_code(needs) == 1
+
+
+def test_preflight_without_update_methods_says_so() -> None:
+    cp = control_plane(kubevirt(methods=()))
+    doc = build_report([stuck("x", outdated=False)], cp, preflight=True, now=NOW)
+    assert "no workloadUpdateMethods configured" in doc["vmis"][0]["why"]
+    assert any("nothing moves 1 Running VMI:" in a for a in doc["advice"])
+
+
+# -- output formats -----------------------------------------------------------------------------
+
+ROW_TYPES: dict[str, tuple[type, ...]] = {
+    "namespace": (str,),
+    "name": (str,),
+    "node": (str,),
+    "phase": (str,),
+    "outdated": (bool,),
+    "reason": (str, type(None)),
+    "liveMigratable": (bool,),
+    "notLiveMigratableReason": (str, type(None)),
+    "method": (str,),
+    "action": (str,),
+    "vm": (str, type(None)),
+    "runStrategy": (str, type(None)),
+    "evictionStrategy": (str,),
+    "launcherImage": (str,),
+    "outdatedSince": (str, type(None)),
+    "updateMigrationFailures": (int,),
+    "why": (str,),
+}
+
+
+def assert_schema(doc: dict[str, Any]) -> None:
+    """The documented schema of docs/cli.md, checked on a parsed document."""
+    assert list(doc) == [
+        "apiVersion",
+        "kind",
+        "generatedAt",
+        "preflight",
+        "selection",
+        "controlPlane",
+        "summary",
+        "advice",
+        "vmis",
+    ]
+    assert (doc["apiVersion"], doc["kind"]) == (API_VERSION, KIND)
+    assert isinstance(doc["generatedAt"], str) and doc["generatedAt"].endswith("Z")
+    assert set(doc["selection"]) == {"namespaces", "actions", "methods"}
+    assert set(doc["controlPlane"]) == {
+        "kubevirtCRs",
+        "kubevirts",
+        "observedVersion",
+        "targetVersion",
+        "phase",
+        "converged",
+        "updateMethods",
+        "batchEvictionSize",
+        "batchEvictionIntervalSeconds",
+        "evictionStrategy",
+        "parallelMigrationsPerCluster",
+        "targetLauncherImage",
+        "hcoManaged",
+    }
+    assert set(doc["summary"]) == {"vmis", "needsAction", "byMethod", "byAction"}
+    assert all(isinstance(a, str) for a in doc["advice"])
+    for row in doc["vmis"]:
+        assert set(row) == set(ROW_TYPES)
+        for key, types in ROW_TYPES.items():
+            assert isinstance(row[key], types), (key, row[key])
+        assert row["method"] in METHODS and row["action"] in ACTIONS
+
+
+def test_json_output_parses_back_to_the_documented_schema() -> None:
+    doc = build_report(fleet(), CP, now=NOW)
+    parsed = json.loads(render_json(doc))
+    assert_schema(parsed)
+    assert parsed == doc
+
+
+def test_yaml_output_parses_back_to_the_same_document_as_json() -> None:
+    doc = build_report(fleet(), CP, preflight=True, now=NOW)
+    parsed = yaml.safe_load(render_yaml(doc))
+    assert_schema(parsed)
+    assert parsed == json.loads(render_json(doc))
+
+
+def test_table_has_one_line_per_vmi_with_every_column() -> None:
+    table = render_table(build_report(fleet(), CP, now=NOW), now=NOW)
+    lines = table.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("NAMESPACE"))
+    assert lines[head].split() == [
+        "NAMESPACE",
+        "NAME",
+        "NODE",
+        "REASON",
+        "MIGRATABLE",
+        "METHOD",
+        "ACTION",
+        "RUN",
+        "SINCE",
+    ]
+    rows = [line.split() for line in lines[head + 1 : head + 5]]
+    assert rows[1] == [
+        "dev",
+        "pet",
+        "node-1",
+        "image",
+        "no:HostDevice",
+        "none",
+        "manual",
+        "-",
+        "3h",
+    ]
+    assert rows[2] == [
+        "prod",
+        "vm-a",
+        "node-1",
+        "image",
+        "no:Disks",
+        "none",
+        "restart",
+        "Always",
+        "3h",
+    ]
+    assert rows[3][4] == "yes"
+
+
+def test_table_fits_100_columns_with_long_names_and_keeps_them_recognisable() -> None:
+    long = view(
+        "postgres-primary-with-a-really-long-descriptive-name-0",
+        "team-payments-production-europe-west",
+        node="worker-node-17.datacenter-3.example.internal",
+        outdated_reason="migration_required",
+        live_migratable=False,
+        not_migratable_reason="CPUModeLiveMigratable",
+        method="evict_stops",
+        action="restart",
+        run_strategy="RerunOnFailure",
+    )
+    table = render_table(build_report([long, view()], CP, now=NOW), now=NOW)
+    assert max(len(line) for line in table.splitlines()) <= 100
+    row = next(line for line in table.splitlines() if line.startswith("team"))
+    # cut in the middle: both ends of the name survive
+    assert row.split()[1].startswith("post") and row.split()[1].endswith("-0")
+    assert "~" in row
+    for cell in ("migration", "no:CPUMode", "evict_stops", "restart", "RerunOnFa~", "3h"):
+        assert cell in row.split()
+
+
+def test_table_says_when_no_vmi_is_outdated() -> None:
+    assert "No outdated VMIs." in render_table(build_report([], CP, now=NOW), now=NOW)
+    filtered = build_report(fleet(), CP, selection=Selection(namespaces=frozenset({"x"})), now=NOW)
+    assert "No outdated VMIs match the filters." in render_table(filtered, now=NOW)
+
+
+def test_format_table_shortens_other_cells_before_names() -> None:
+    rows = [["abcdefghijklmnopqrstuvwxyz", "worker-node-01.example", "restart"], ["b", "n", "wait"]]
+    assert format_table(["NAME", "NODE", "ACTION"], rows, width=50) == [
+        "NAME                        NODE           ACTION",
+        "abcdefghijklmnopqrstuvwxyz  worker~xample  restart",
+        "b                           n              wait",
+    ]
+
+
+def test_format_table_narrows_the_gap_then_cuts_names_in_the_middle() -> None:
+    rows = [["abcdefghijklmnopqrstuvwxyz", "migration", "restart"], ["b", "-", "wait"]]
+    assert format_table(["NAME", "REASON", "ACTION"], rows, width=30) == [
+        "NAME         REASON    ACTION",
+        "abcdef~vwxyz migration restart",
+        "b            -         wait",
+    ]
+
+
+def test_format_table_never_cuts_below_the_header() -> None:
+    lines = format_table(["NAMESPACE", "ACTION"], [["a-very-long-namespace", "restart"]], width=5)
+    assert lines == ["NAMESPACE ACTION", "a-ve~pace restart"]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (5, "5s"),
+        (125, "2m"),
+        (3600, "1h"),
+        (3 * 3600 + 300, "3h5m"),
+        (86400 + 7200, "1d2h"),
+        (12 * 86400, "12d"),
+    ],
+)
+def test_short_age_reads_like_kubectl(seconds: float, expected: str) -> None:
+    assert short_age(seconds) == expected
+
+
+@pytest.mark.parametrize(("seconds", "expected"), [(60, "1m0s"), (5, "5s"), (3725, "1h2m5s")])
+def test_go_duration_spells_the_interval_as_the_kubevirt_cr_does(
+    seconds: float, expected: str
+) -> None:
+    assert go_duration(seconds) == expected
+
+
+def test_selection_admits_by_every_filter() -> None:
+    method: Method = "none"
+    chosen = Selection(
+        namespaces=frozenset({"a"}), actions=frozenset({"manual"}), methods=frozenset({method})
+    )
+    assert chosen.admits(view(namespace="a", method="none", action="manual"))
+    assert not chosen.admits(view(namespace="b", method="none", action="manual"))
+    assert not chosen.admits(view(namespace="a", method="evict", action="manual"))
+    assert not chosen.admits(view(namespace="a", method="none", action="restart"))
+
+
+# -- end to end: the command on a snapshot --------------------------------------------------------
+
+
+def write_snapshot(path: Path, objects: list[dict[str, Any]]) -> Path:
+    """A `kubectl get -o yaml` style List holding `objects`."""
+    path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": objects}))
+    return path
+
+
+def fleet_objects(*, methods: tuple[str, ...] = (), hco: bool = False) -> list[dict[str, Any]]:
+    """prod/web (migratable), prod/db (not migratable), dev/pet (standalone), dev/fresh (current
+    image), all but fresh outdated; parallelMigrationsPerCluster 3 with one migration running."""
+    old: dict[str, Any] = {"launcher_image": builders.OLD_IMAGE, "outdated_label": True}
+    return [
+        builders.kubevirt(update_methods=methods, hco=hco, parallel_migrations_per_cluster=3),
+        builders.vmi("web", "prod", node="node-a", **old),
+        builders.vm("web", "prod"),
+        builders.vmi("db", "prod", node="node-b", live_migratable=False, **old),
+        builders.vm("db", "prod"),
+        builders.vmi("pet", "dev", owner_vm=None, live_migratable=False, **old),
+        builders.vmi("fresh", "dev"),
+        builders.vm("fresh", "dev"),
+        builders.vmim("busy", "prod", vmi_name="elsewhere", phase="Running"),
+    ]
+
+
+@pytest.fixture
+def snapshot(tmp_path: Path) -> Path:
+    return write_snapshot(tmp_path / "fleet.yaml", fleet_objects())
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_report_json_on_a_snapshot_lists_each_outdated_vmi_with_its_action(
+    snapshot: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(["report", "--snapshot", str(snapshot), "-o", "json"], capsys)
+    doc = json.loads(out)
+    assert_schema(doc)
+    assert code == 1, err
+    rows = {(r["namespace"], r["name"]): r for r in doc["vmis"]}
+    assert {k: (r["method"], r["action"]) for k, r in rows.items()} == {
+        ("prod", "web"): ("none", "migrate"),
+        ("prod", "db"): ("none", "restart"),
+        ("dev", "pet"): ("none", "manual"),
+    }
+    assert rows[("prod", "db")]["notLiveMigratableReason"] == "DisksNotLiveMigratable"
+    assert rows[("prod", "web")]["node"] == "node-a"
+    assert rows[("prod", "web")]["outdatedSince"] == builders.AVAILABLE_SINCE
+    assert (rows[("dev", "pet")]["vm"], rows[("prod", "db")]["vm"]) == (None, "db")
+    assert doc["controlPlane"]["kubevirts"] == [{"namespace": "kubevirt", "name": "kubevirt"}]
+    assert doc["controlPlane"]["parallelMigrationsPerCluster"] == 3
+
+
+def test_cli_report_yaml_and_table_on_a_snapshot(
+    snapshot: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, as_json, _ = run_cli(["report", "--snapshot", str(snapshot), "-o", "json"], capsys)
+    code, as_yaml, _ = run_cli(["report", "--snapshot", str(snapshot), "-o", "yaml"], capsys)
+    expected, parsed = json.loads(as_json), yaml.safe_load(as_yaml)
+    expected.pop("generatedAt"), parsed.pop("generatedAt")
+    assert (code, parsed) == (1, expected)
+    code, table, _ = run_cli(["report", "--snapshot", str(snapshot)], capsys)
+    assert code == 1
+    assert "edit the KubeVirt CR kubevirt/kubevirt" in " ".join(table.split())
+    for name in ("web", "db", "pet"):
+        assert any(line.split()[1:2] == [name] for line in table.splitlines())
+    assert max(len(line) for line in table.splitlines()) <= 100
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--namespace", "dev"], ["pet"]),
+        (["--action", "restart", "--action", "manual"], ["pet", "db"]),
+        (["--namespace", "prod", "--method", "none", "--action", "migrate"], ["web"]),
+    ],
+)
+def test_cli_report_filters(
+    snapshot: Path, capsys: pytest.CaptureFixture[str], flags: list[str], expected: list[str]
+) -> None:
+    code, out, _ = run_cli(["report", "--snapshot", str(snapshot), "-o", "json", *flags], capsys)
+    assert [r["name"] for r in json.loads(out)["vmis"]] == expected
+    assert code == 1
+
+
+def test_cli_report_exits_0_when_the_filtered_rows_need_nobody(
+    snapshot: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(["report", "--snapshot", str(snapshot), "--method", "evict"], capsys)
+    assert code == 0
+    assert "No outdated VMIs match the filters." in out
+
+
+def test_cli_report_exits_0_when_automation_updates_everything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    objects = [
+        builders.kubevirt(update_methods=("LiveMigrate",)),
+        builders.vmi("web", launcher_image=builders.OLD_IMAGE, outdated_label=True),
+        builders.vm("web"),
+    ]
+    path = write_snapshot(tmp_path / "ok.yaml", objects)
+    code, out, _ = run_cli(["report", "--snapshot", str(path), "-o", "json"], capsys)
+    assert code == 0
+    assert [(r["method"], r["action"]) for r in json.loads(out)["vmis"]] == [
+        ("live_migrate", "wait")
+    ]
+
+
+def test_cli_preflight_covers_every_running_vmi(
+    snapshot: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(
+        ["report", "--snapshot", str(snapshot), "--preflight", "-o", "json"], capsys
+    )
+    doc = json.loads(out)
+    assert doc["preflight"] is True
+    assert sorted(r["name"] for r in doc["vmis"]) == ["db", "fresh", "pet", "web"]
+    fresh = next(r for r in doc["vmis"] if r["name"] == "fresh")
+    assert (fresh["outdated"], fresh["method"], fresh["action"]) == (False, "none", "migrate")
+    assert "no workloadUpdateMethods configured" in fresh["why"]
+    assert code == 1
+    _, table, _ = run_cli(["report", "--snapshot", str(snapshot), "--preflight"], capsys)
+    assert "Nothing would move 4 VMIs after an upgrade:" in table
+
+
+def test_cli_report_on_an_hco_cluster_advises_the_hyperconverged_cr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_snapshot(tmp_path / "hco.yaml", fleet_objects(hco=True))
+    _, out, _ = run_cli(["report", "--snapshot", str(path), "-o", "json"], capsys)
+    doc = json.loads(out)
+    assert doc["controlPlane"]["hcoManaged"] is True
+    assert any("edit the HyperConverged CR" in a for a in doc["advice"])
+
+
+@pytest.mark.parametrize("crs", [0, 2])
+def test_cli_report_header_says_when_there_is_not_exactly_one_kubevirt_cr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], crs: int
+) -> None:
+    objects = [o for o in fleet_objects() if o["kind"] != "KubeVirt"]
+    objects += [builders.kubevirt(name=f"kv-{i}") for i in range(crs)]
+    path = write_snapshot(tmp_path / "crs.yaml", objects)
+    code, out, _ = run_cli(["report", "--snapshot", str(path)], capsys)
+    assert f"KubeVirt:  {crs} KubeVirt CRs" in out
+    assert "upstream will not update anything" in out
+    assert code == 1
+
+
+def test_cli_report_leaves_out_a_malformed_object_and_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = builders.vmi("broken", "prod", launcher_image=builders.OLD_IMAGE, outdated_label=True)
+    broken["status"]["phase"] = 7
+    path = write_snapshot(tmp_path / "bad.yaml", [*fleet_objects(), broken])
+    code, out, err = run_cli(["report", "--snapshot", str(path), "-o", "json"], capsys)
+    assert code == 1
+    assert "broken" not in {r["name"] for r in json.loads(out)["vmis"]}
+    assert "virtualmachineinstances prod/broken: status.phase" in err
+
+
+def test_cli_report_takes_the_snapshot_from_the_environment_twin(
+    snapshot: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBEVIRT_UPDATE_EXPORTER_SNAPSHOT", str(snapshot))
+    monkeypatch.setenv("KUBEVIRT_UPDATE_EXPORTER_NAMESPACE", "dev")
+    code, out, _ = run_cli(["report", "-o", "json"], capsys)
+    assert [r["name"] for r in json.loads(out)["vmis"]] == ["pet"]
+    assert code == 1
+
+
+def test_cli_report_exits_3_when_the_snapshot_cannot_be_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "garbage.yaml"
+    path.write_text("items: [unclosed\n")
+    code, out, err = run_cli(["report", "--snapshot", str(path)], capsys)
+    assert (code, out) == (3, "")
+    assert "garbage.yaml" in err
+
+
+def test_cli_report_exits_3_when_the_cluster_cannot_be_reached(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    code, out, err = run_cli(["report", "--kubeconfig", str(kubeconfig)], capsys)
+    assert (code, out) == (3, "")
+    assert "cannot read the cluster" in err and "127.0.0.1:1" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "--method", "sometimes"],
+        ["report", "--action", "pray"],
+        ["report", "-o", "xml"],
+    ],
+)
+def test_cli_report_rejects_bad_flags_with_exit_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_cli_report_rejects_bad_settings_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(
+        ["report", "--snapshot", str(tmp_path / "missing.yaml"), "--namespace", "Bad_NS"], capsys
+    )
+    assert (code, out) == (2, "")
+    assert "missing.yaml" in err and "Bad_NS" in err
+
+
+def test_docs_cli_md_documents_every_field_of_the_schema_and_every_exit_code() -> None:
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    doc = build_report([view()], CP, now=NOW)
+    keys = [
+        *doc,
+        *doc["selection"],
+        *doc["controlPlane"],
+        *doc["summary"],
+        *doc["vmis"][0],
+    ]
+    missing = [key for key in keys if f"`{key}`" not in docs]
+    assert not missing, f"docs/cli.md does not document {missing}"
+    assert f"`{API_VERSION}`" in docs and f"`{KIND}`" in docs
+    for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |"):
+        assert code in docs
