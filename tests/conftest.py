@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import Cluster, keep_logs
+from tests.cluster import Cluster, keep_logs, kubevirt_path
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
@@ -34,6 +34,26 @@ def cluster(
             kept = keep_logs(started, ARTIFACTS / f"cluster-{os.getpid()}")
             print(f"\ncluster logs kept in {kept}")
         shutil.rmtree(workdir / "etcd-data", ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_kubevirt_crs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Delete every KubeVirt CR a cluster test leaves behind.
+
+    KubeVirt acts on exactly one CR: one left by a test would make every later exporter see
+    several, so none is converged and the outdated aggregates are held (SPEC section 2).
+    """
+    yield
+    if "cluster" not in request.fixturenames:
+        return
+    cluster: Cluster = request.getfixturevalue("cluster")
+    status, body = cluster.request("GET", "/apis/kubevirt.io/v1/kubevirts")
+    assert status == 200, body
+    for item in body["items"]:
+        path = kubevirt_path({"kind": "KubeVirt", "metadata": item["metadata"]})
+        # No virt-operator runs here to remove its finalizer.
+        cluster.request("PATCH", path, {"metadata": {"finalizers": None}})
+        cluster.request("DELETE", path)
 
 
 @pytest.fixture
