@@ -45,12 +45,19 @@ from prometheus_client.core import GaugeMetricFamily, Metric  # noqa: E402
 
 from exporter import web as exporter_web  # noqa: E402
 from exporter.fleet import Fleet  # noqa: E402
+from exporter.kube import decode_list_page  # noqa: E402
 from exporter.objects import Scope  # noqa: E402
 from exporter.selfmetrics import SelfMetrics  # noqa: E402
 from tests import builders  # noqa: E402
 
 PAGE = 500
 SLICE = 100
+#: How a list page is decoded: "kube" (exporter/kube.py's own decoder: items one by one with the
+#: loop running, as shipped), "page" (one json.loads of the whole body, off the loop when
+#: > 1 MiB) or "items" (the benchmark's own item-by-item decoding, for comparison).
+DECODE = "kube"
+#: gc.freeze() after the imports and after the first lists, as `serve` does (--gc-freeze).
+FREEZE = False
 TEMPLATES = 64
 SCRAPES = 30
 EVENTS = 4000
@@ -168,7 +175,7 @@ def _vmi_template(index: int) -> str:
         owner_vm="" if index % 10 else None,  # 10% standalone
         changes=("HotVCPUChange",) if index % 32 == 7 else (),
     )
-    _pad_vmi(raw, rng, disks=1 + index % 8, nics=1 + index % 3)
+    _pad_vmi(raw, rng, disks=1 + index % 16, nics=1 + index % 5)
     return json.dumps(raw, separators=(",", ":"))
 
 
@@ -195,14 +202,14 @@ class Objects:
             template.replace("@@NS@@", f"tenant-{i % self.namespaces:04d}")
             .replace("@@NAME@@", f"vm-{i:07d}")
             .replace("@@NODE@@", f"worker-{i % self.nodes:04d}")
-            .replace("@@UID@@", f"{uid_kind}-{i:08x}-0000-4000-8000-{i:012x}")
+            .replace("@@UID@@", f"{i:08x}-{uid_kind}-4000-8000-{i:012x}")  # canonical UUID
         )
 
     def vmi(self, i: int, variant: int = 0) -> str:
-        return self._fill(self.vmis[(i + variant) % TEMPLATES], i, "a1b2c3d4")
+        return self._fill(self.vmis[(i + variant) % TEMPLATES], i, "a1b2")
 
     def vm(self, i: int) -> str:
-        return self._fill(self.vms[i % TEMPLATES], i, "f0e1d2c3")
+        return self._fill(self.vms[i % TEMPLATES], i, "f0e1")
 
     def pages(self, make: Callable[[int], str]) -> Iterator[bytes]:
         """JSON list bodies of PAGE objects each, as the API server sends them."""
@@ -215,22 +222,37 @@ class Objects:
 
 
 class StallProbe:
-    """Wakes every `interval` and records how late it woke (the event loop's worst stall)."""
+    """Wakes every `interval` and records how late it woke (the event loop's worst stall).
+
+    `worst_on_cpu` counts only the CPU time the process used while the probe was late: on a
+    machine shared with other jobs, the rest of a stall is the process waiting for a core.
+    """
 
     def __init__(self, interval: float = 0.005) -> None:
         self.interval = interval
         self.worst = 0.0
+        self.worst_on_cpu = 0.0
+        self._forgiven = False
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            started = loop.time()
+            started, cpu = loop.time(), time.process_time()
             await asyncio.sleep(self.interval)
-            self.worst = max(self.worst, loop.time() - started - self.interval)
+            late = loop.time() - started - self.interval
+            if self._forgiven:
+                self._forgiven = False
+                continue
+            self.worst = max(self.worst, late)
+            self.worst_on_cpu = max(self.worst_on_cpu, min(late, time.process_time() - cpu))
+
+    def forgive(self) -> None:
+        """Do not count the current interval (the benchmark itself was busy in it)."""
+        self._forgiven = True
 
     def start(self) -> None:
-        self.worst = 0.0
+        self.worst = self.worst_on_cpu = 0.0
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> float:
@@ -263,17 +285,42 @@ class GcPauses:
 # --- feeding the fleet as exporter/kube.py does -------------------------------------------------
 
 
-async def relist(fleet: Fleet, resource: Any, pages: Iterator[bytes]) -> tuple[int, float, float]:
+async def _arrive(pages: Iterator[bytes], probe: StallProbe | None) -> bytes | None:
+    """The next list page, as if from the network: building it is the benchmark's work, so the
+    probe first records what came before and then forgives the building."""
+    if probe is not None:
+        await asyncio.sleep(probe.interval * 1.5)
+    page = next(pages, None)
+    if probe is not None:
+        probe.forgive()
+    return page
+
+
+async def relist(
+    fleet: Fleet, resource: Any, pages: Iterator[bytes], probe: StallProbe | None = None
+) -> tuple[int, float, float]:
     """One full relist: each page decoded (off the loop when > 1 MiB), applied in slices.
 
     Returns the objects, the total and the longest page decode in seconds.
     """
+    if DECODE == "items":
+        return await relist_by_items(fleet, resource, pages, probe)
     fleet.relist_begin(resource)
     objects = 0
     decode_seconds = worst_decode = 0.0
-    for page in pages:
+    while (page := await _arrive(pages, probe)) is not None:
         started = time.perf_counter()
-        if len(page) > 1 << 20:
+        if DECODE == "kube":
+            # As exporter/kube.py relists: each slice goes to the Fleet as soon as it is decoded.
+            streamed: list[int] = []
+
+            def hand_over(items: list[Any], streamed: list[int] = streamed) -> None:
+                fleet.relist_page(resource, items)
+                streamed.append(len(items))
+
+            body = await decode_list_page(page, slice_size=SLICE, on_items=hand_over)
+            objects += sum(streamed)
+        elif len(page) > 1 << 20:
             body = await asyncio.to_thread(json.loads, page)
         else:
             body = json.loads(page)
@@ -285,6 +332,43 @@ async def relist(fleet: Fleet, resource: Any, pages: Iterator[bytes]) -> tuple[i
             fleet.relist_page(resource, items[start : start + SLICE])
             await asyncio.sleep(0)
         objects += len(items)
+    fleet.relist_end(resource)
+    return objects, decode_seconds, worst_decode
+
+
+def _items(page: bytes) -> Iterator[Any]:
+    """The objects of a compact List body, decoded one at a time."""
+    text = page.decode()
+    decoder = json.JSONDecoder()
+    position = text.index('"items":[') + len('"items":[')
+    while text[position] != "]":
+        item, position = decoder.raw_decode(text, position)
+        yield item
+        if text[position] == ",":
+            position += 1
+
+
+async def relist_by_items(
+    fleet: Fleet, resource: Any, pages: Iterator[bytes], probe: StallProbe | None = None
+) -> tuple[int, float, float]:
+    """A relist decoding item by item, a slice at a time (see DECODE)."""
+    fleet.relist_begin(resource)
+    objects = 0
+    decode_seconds = worst_decode = 0.0
+    while (page := await _arrive(pages, probe)) is not None:
+        items = _items(page)
+        while True:
+            started = time.perf_counter()
+            chunk = [item for _, item in zip(range(SLICE), items, strict=False)]
+            decoded = time.perf_counter() - started
+            decode_seconds += decoded
+            worst_decode = max(worst_decode, decoded)
+            if not chunk:
+                break
+            fleet.relist_page(resource, chunk)
+            objects += len(chunk)
+            del chunk
+            await asyncio.sleep(0)
     fleet.relist_end(resource)
     return objects, decode_seconds, worst_decode
 
@@ -425,7 +509,8 @@ async def measure(n: int, port: int) -> dict[str, Any]:
     """Every figure for a fleet of n VMIs (each with its VM, but 10% standalone)."""
     objects = Objects(n)
     selfmetrics = SelfMetrics()
-    fleet = Fleet(scope=Scope(), metrics=selfmetrics)
+    # As `serve` does: gc.freeze() once the first lists are settled (when --gc-freeze).
+    fleet = Fleet(scope=Scope(), metrics=selfmetrics, on_first_sync=gc.freeze if FREEZE else None)
     settler = asyncio.create_task(fleet.run_settler())
     probe = StallProbe()
     pauses = GcPauses()
@@ -446,9 +531,9 @@ async def measure(n: int, port: int) -> dict[str, Any]:
     pauses.take()
     started = time.perf_counter()
     _, decode, worst_decode = await relist(
-        fleet, "virtualmachineinstances", objects.pages(objects.vmi)
+        fleet, "virtualmachineinstances", objects.pages(objects.vmi), probe
     )
-    await relist(fleet, "virtualmachines", objects.pages(objects.vm))
+    await relist(fleet, "virtualmachines", objects.pages(objects.vm), probe)
     for resource in ("virtualmachineinstancemigrations", "kubevirts"):
         fleet.relist_begin(resource)
         if resource == "kubevirts":
@@ -456,6 +541,7 @@ async def measure(n: int, port: int) -> dict[str, Any]:
         fleet.relist_end(resource)
     result["initial_list_seconds"] = round(time.perf_counter() - started, 2)
     result["initial_list_stall_ms"] = round(await probe.stop() * 1000, 1)
+    result["initial_list_stall_on_cpu_ms"] = round(probe.worst_on_cpu * 1000, 1)
     result["initial_list_decode_seconds"] = round(decode, 2)
     result["initial_list_worst_page_decode_ms"] = round(worst_decode * 1000, 1)
     result["initial_list_worst_gc_ms"] = round(pauses.take() * 1000, 1)
@@ -491,10 +577,12 @@ async def measure(n: int, port: int) -> dict[str, Any]:
     # Scrapes over HTTP: exporter/web.py's app, and a chunk-writing handler.
     runner = await _serve(exporter_web.build_app(exposition=fleet, lag_sink=selfmetrics), port)
     chunked = await _serve(_chunked_app(fleet), port + 1)
+    # Chunks and gzip first: neither allocates the whole body per scrape, so the RSS after them
+    # is the steady one; web.py's identity path joins the body on every scrape.
     for label, target, encoding in (
-        ("web_identity", port, "identity"),
-        ("web_gzip", port, "gzip"),
         ("chunked_identity", port + 1, "identity"),
+        ("web_gzip", port, "gzip"),
+        ("web_identity", port, "identity"),
     ):
         probe.start()
         times, size = await _scrape_round_trips(target, encoding, SCRAPES)
@@ -503,12 +591,13 @@ async def measure(n: int, port: int) -> dict[str, Any]:
             "p50_ms": round(_percentile(times, 0.5) * 1000, 1),
             "p99_ms": round(_percentile(times, 0.99) * 1000, 1),
             "max_stall_ms": round(stall * 1000, 1),
+            "max_stall_on_cpu_ms": round(probe.worst_on_cpu * 1000, 1),
             "bytes": size,
         }
+        gc.collect()
+        result[f"rss_per_vmi_after_{label}_bytes"] = round((_rss() - idle) / n)
     await runner.cleanup()
     await chunked.cleanup()
-    gc.collect()
-    result["rss_per_vmi_after_http_bytes"] = round((_rss() - idle) / n)
 
     # Events through parse -> apply -> derive -> render (each one changes what the VMI shows).
     events = [objects.vmi(i % n, variant=1 + (i // n) % 2).encode() for i in range(EVENTS)]
@@ -526,9 +615,12 @@ async def measure(n: int, port: int) -> dict[str, Any]:
     probe.start()
     pauses.take()
     started = time.perf_counter()
-    _, _, worst_decode = await relist(fleet, "virtualmachineinstances", objects.pages(objects.vmi))
+    _, _, worst_decode = await relist(
+        fleet, "virtualmachineinstances", objects.pages(objects.vmi), probe
+    )
     result["relist_seconds"] = round(time.perf_counter() - started, 2)
     result["relist_stall_ms"] = round(await probe.stop() * 1000, 1)
+    result["relist_stall_on_cpu_ms"] = round(probe.worst_on_cpu * 1000, 1)
     result["relist_worst_page_decode_ms"] = round(worst_decode * 1000, 1)
     result["relist_worst_gc_ms"] = round(pauses.take() * 1000, 1)
     probe.start()
@@ -539,6 +631,7 @@ async def measure(n: int, port: int) -> dict[str, Any]:
         await asyncio.sleep(0.001)
     result["control_plane_change_seconds"] = round(time.perf_counter() - started, 2)
     result["control_plane_change_stall_ms"] = round(await probe.stop() * 1000, 1)
+    result["control_plane_change_stall_on_cpu_ms"] = round(probe.worst_on_cpu * 1000, 1)
     settler.cancel()
 
     # The baseline: the same series through prometheus_client's generate_latest.
@@ -559,11 +652,16 @@ async def measure(n: int, port: int) -> dict[str, Any]:
     return result
 
 
-def _one(n: int, port: int, page: int) -> None:
-    global PAGE
-    PAGE = page
+def _one(n: int, port: int, page: int, decode: str, freeze: bool) -> None:
+    global PAGE, DECODE, FREEZE
+    PAGE, DECODE, FREEZE = page, decode, freeze
+    if freeze:
+        gc.collect()
+        gc.freeze()
     figures = asyncio.run(measure(n, port))
     figures["page"] = page
+    figures["decode"] = decode
+    figures["gc_freeze"] = freeze
     print(json.dumps(figures))
 
 
@@ -584,7 +682,13 @@ def _report(results: list[dict[str, Any]], command: str) -> str:
         f"    {command}",
         "",
         f"Machine: {os.cpu_count()} cores shared with other jobs, Python "
-        f"{platform.python_version()}, {platform.machine()}. Each size runs in a fresh process.",
+        f"{platform.python_version()}, {platform.machine()}. Each size runs in a fresh process. "
+        f"List pages of {results[0]['page']} objects, decoded by "
+        + (
+            "whole page (as exporter/kube.py)."
+            if results[0]["decode"] == "page"
+            else "item (one at a time)."
+        ),
         "",
         "| Figure | " + " | ".join(f"{r['vmis']:,} VMIs" for r in results) + " |",
         "|---|" + "---|" * len(results),
@@ -594,13 +698,16 @@ def _report(results: list[dict[str, Any]], command: str) -> str:
         ("series per VMI", lambda r: r["series_per_vmi"]),
         ("body MiB (bytes per VMI)", lambda r: f"{r['body_mib']} ({r['body_bytes_per_vmi']})"),
         ("gzip body MiB", lambda r: r["gzip_mib"]),
-        ("RSS per VMI above idle, bytes", lambda r: r["rss_per_vmi_bytes"]),
-        ("... after the HTTP scrapes", lambda r: r["rss_per_vmi_after_http_bytes"]),
+        ("RSS per VMI above idle, bytes (after lists and two scrapes)",
+         lambda r: r["rss_per_vmi_bytes"]),
+        ("... after HTTP scrapes: chunk writer, then gzip, then web.py identity",
+         lambda r: " / ".join(str(r[f"rss_per_vmi_after_{k}_bytes"]) for k in
+                              ("chunked_identity", "web_gzip", "web_identity"))),
         ("scrape p50 / p99 ms, web.py identity", lambda r: _pair(r["web_identity"])),
         ("scrape p50 / p99 ms, web.py gzip", lambda r: _pair(r["web_gzip"])),
         ("scrape p50 / p99 ms, chunk writer identity", lambda r: _pair(r["chunked_identity"])),
-        ("worst loop stall during scrapes ms (web identity / gzip / chunked)",
-         lambda r: " / ".join(str(r[k]["max_stall_ms"]) for k in
+        ("worst loop stall during scrapes ms, on CPU (web identity / gzip / chunked)",
+         lambda r: " / ".join(f"{r[k]['max_stall_ms']} ({r[k]['max_stall_on_cpu_ms']})" for k in
                               ("web_identity", "web_gzip", "chunked_identity"))),
         ("generate_latest of the same series ms", lambda r: r["generate_latest_ms"]),
         ("speedup vs generate_latest (HTTP p50 web / chunked; in-process warm)",
@@ -613,14 +720,15 @@ def _report(results: list[dict[str, Any]], command: str) -> str:
         ("events/s (json.loads -> apply -> derive -> render)", lambda r: r["events_per_second"]),
         ("initial lists s (of which JSON decode s)",
          lambda r: f"{r['initial_list_seconds']} ({r['initial_list_decode_seconds']})"),
-        ("worst loop stall, initial lists ms (worst page decode / worst GC pause)",
-         lambda r: f"{r['initial_list_stall_ms']} ({r['initial_list_worst_page_decode_ms']} / "
-                   f"{r['initial_list_worst_gc_ms']})"),
-        ("full relist s / worst loop stall ms (worst page decode / worst GC pause)",
-         lambda r: f"{r['relist_seconds']} / {r['relist_stall_ms']} "
+        ("worst loop stall, initial lists ms: wall, on CPU (worst decode / worst GC pause)",
+         lambda r: f"{r['initial_list_stall_ms']}, {r['initial_list_stall_on_cpu_ms']} "
+                   f"({r['initial_list_worst_page_decode_ms']} / {r['initial_list_worst_gc_ms']})"),
+        ("full relist s / worst loop stall ms: wall, on CPU (worst decode / worst GC pause)",
+         lambda r: f"{r['relist_seconds']} / {r['relist_stall_ms']}, {r['relist_stall_on_cpu_ms']} "
                    f"({r['relist_worst_page_decode_ms']} / {r['relist_worst_gc_ms']})"),
-        ("control-plane change s / worst loop stall ms",
-         lambda r: f"{r['control_plane_change_seconds']} / {r['control_plane_change_stall_ms']}"),
+        ("control-plane change s / worst loop stall ms: wall, on CPU",
+         lambda r: f"{r['control_plane_change_seconds']} / {r['control_plane_change_stall_ms']}, "
+                   f"{r['control_plane_change_stall_on_cpu_ms']}"),
     ]  # fmt: skip
     for title, cell in rows:
         lines.append(f"| {title} | " + " | ".join(str(cell(r)) for r in results) + " |")
@@ -637,12 +745,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--vmis", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--port", type=int, default=18480)
     parser.add_argument("--page", type=int, default=PAGE, help="objects per list page")
+    parser.add_argument("--decode", choices=("kube", "page", "items"), default=DECODE)
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() after the imports, so full collections skip the libraries' objects",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--write", type=Path, help="write the markdown table here")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     args = parser.parse_args(argv)
     if args.one:
-        _one(args.one, args.port, args.page)
+        _one(args.one, args.port, args.page, args.decode, args.gc_freeze)
         return 0
     results = []
     for n in args.vmis:
@@ -656,6 +770,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 str(args.port),
                 "--page",
                 str(args.page),
+                "--decode",
+                args.decode,
+                *(["--gc-freeze"] if args.gc_freeze else []),
             ],
             capture_output=True,
             text=True,

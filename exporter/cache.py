@@ -15,7 +15,7 @@ Contract:
 - `vm_of`, `migrations_of` answer the joins `derive` needs, in O(1) per VMI.
 - A 100k-VMI fleet is held in a few hundred bytes per VMI: VMIs and VMs are kept per namespace
   by their identity label fragment (`metrics.vmi_ident`, one bytes object per VMI that the render
-  store shares: `ident(key)`); a VMI is kept as its own fields (uid, owner, Running time) plus a
+  store shares: `ident(key)`); a VMI is kept as its own fields (owner, Running time) plus a
   tuple of the rest shared by every VMI with the same rest, and rebuilt into a `Vmi` on demand;
   a VM is kept as its run policy (few distinct values, shared).
 """
@@ -37,13 +37,13 @@ Record = Vmi | Vm | Vmim | KubeVirt
 VmPolicy = tuple[str | None, bool | None]
 
 #: Fields of `Vmi` that few VMIs share; the others are pooled.
-_OWN_FIELDS: Final = ("name", "uid", "owner_vm", "running_since")
+_OWN_FIELDS: Final = ("name", "owner_vm", "running_since")
 _SHARED_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Vmi) if f.name not in _OWN_FIELDS)
 _shared_of: Final = operator.attrgetter(*_SHARED_FIELDS)
 #: owner_vm of a stored VMI owned by the VM of its own name (the usual case).
 _OWNED_BY_NAMESAKE: Final = ""
-#: (ident, uid, owner_vm or _OWNED_BY_NAMESAKE, running_since, shared fields).
-_StoredVmi = tuple[bytes, str, str | None, float | None, tuple[object, ...]]
+#: (ident, owner_vm or _OWNED_BY_NAMESAKE, running_since, shared fields).
+_StoredVmi = tuple[bytes, str | None, float | None, tuple[object, ...]]
 #: Pooled shared-field tuples are recounted when the pool outgrows this (and twice the live ones).
 _POOL_FLOOR: Final = 4096
 
@@ -196,11 +196,11 @@ class Cache:
             self._repool()
             pooled = self._shared_pool.setdefault(pooled, pooled)
         owner = _OWNED_BY_NAMESAKE if vmi.owner_vm == vmi.name else vmi.owner_vm
-        return (vmi_ident(vmi.namespace, vmi.name), vmi.uid, owner, vmi.running_since, pooled)
+        return (vmi_ident(vmi.namespace, vmi.name), owner, vmi.running_since, pooled)
 
     def _repool(self) -> None:
         """Forget pooled tuples no VMI uses any more."""
-        live = (stored[4] for inner in self._vmis.values() for stored in inner.values())
+        live = (stored[3] for inner in self._vmis.values() for stored in inner.values())
         self._shared_pool = {shared: shared for shared in live}
         self._pool_limit = max(_POOL_FLOOR, 2 * len(self._shared_pool))
 
@@ -269,12 +269,11 @@ def _without_report(cp: ControlPlane) -> ControlPlane:
 
 
 def _expand(namespace: str, stored: _StoredVmi) -> Vmi:
-    ident, uid, owner, running_since, shared = stored
+    ident, owner, running_since, shared = stored
     name = name_in_ident(namespace, ident)
     fields: dict[str, Any] = dict(zip(_SHARED_FIELDS, shared, strict=True))
     return Vmi(
         name=name,
-        uid=uid,
         owner_vm=name if owner == _OWNED_BY_NAMESAKE else owner,
         running_since=running_since,
         **fields,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -86,7 +87,11 @@ async def serve(settings: Settings) -> int:
     allow = MetricFilter.parse(
         ",".join(settings.metric_allowlist), ",".join(settings.metric_denylist)
     )
-    fleet = Fleet(scope=settings.scope(), metrics=metrics, allow=allow)
+    # What is alive once the first lists are settled (modules, the records and rendered lines)
+    # mostly lives on: freezing it spares every later full collection from scanning it again,
+    # a stall of its own at 10^5 VMIs. Records hold no cycles, so deleted ones are still freed.
+    gc.freeze()
+    fleet = Fleet(scope=settings.scope(), metrics=metrics, allow=allow, on_first_sync=gc.freeze)
     log.info(
         "serve.starting",
         version=__version__,

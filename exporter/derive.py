@@ -117,7 +117,6 @@ def derive(vmi: Vmi, *, vm: Vm | None, migrations: Sequence[Vmim], cp: ControlPl
     return VmiView(
         namespace=vmi.namespace,
         name=vmi.name,
-        uid=vmi.uid,
         phase=vmi.phase,
         node=vmi.node,
         owner_kind=OWNER_KIND_VM if vmi.owner_vm is not None else "",

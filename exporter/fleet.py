@@ -29,7 +29,7 @@ import asyncio
 import threading
 import time
 import zlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Final, NoReturn
 
 import structlog
@@ -65,6 +65,7 @@ class Fleet:
         allow: MetricFilter | None = None,
         emit_kubevirt_series: bool | None = None,
         scoped: bool | None = None,
+        on_first_sync: Callable[[], None] | None = None,
     ) -> None:
         """`emit_kubevirt_series` defaults to "this is shard 0"; `scoped` (no
         reported-outdated count) defaults to "the scope limits namespaces or labels"."""
@@ -89,6 +90,9 @@ class Fleet:
         self._synced: dict[Resource, bool] = dict.fromkeys(RESOURCES, False)
         self._problems: dict[Resource, str | None] = dict.fromkeys(RESOURCES)
         self._lock = threading.Lock()
+        #: Every kind listed once and the VMIs of those lists settled (see `missing`).
+        self._ready_once = False
+        self._on_first_sync = on_first_sync
         self._gzip: tuple[int, bytes, Any] | None = None
 
     # --- events ---------------------------------------------------------------------------------
@@ -111,7 +115,8 @@ class Fleet:
             for raw in raws:
                 key = self._apply(resource, "ADDED", raw)
                 if key is not None:
-                    seen.add(vmi_ident(*key))
+                    # The cache's own ident object when it has one: no copy per object.
+                    seen.add(self._cache.ident(key) or vmi_ident(*key))
 
     def relist_end(self, resource: Resource) -> None:
         """Finish the list: drop what it did not contain; the kind is synced from now on."""
@@ -125,6 +130,7 @@ class Fleet:
             self._synced[resource] = True
             self._problems[resource] = None
             self._metrics.set_synced(resource, True)
+            self._note_first_sync()
         log.info("fleet.relisted", resource=resource, objects=len(seen), dropped=len(gone))
 
     def set_problem(self, resource: Resource, problem: str | None) -> None:
@@ -134,13 +140,17 @@ class Fleet:
     # --- state ----------------------------------------------------------------------------------
 
     def missing(self) -> list[str]:
-        """What keeps us unready: each kind not listed yet, with its last problem."""
+        """What keeps us unready: each kind not listed yet, with its last problem; once all are
+        listed, the VMIs of those first lists still being settled (never again afterwards, so a
+        later control-plane change does not make us unready)."""
         out = []
         for resource in RESOURCES:
             if self._synced[resource]:
                 continue
             problem = self._problems[resource]
             out.append(f"{resource}: not listed yet" + (f" ({problem})" if problem else ""))
+        if not out and not self._ready_once:
+            out.append(f"settling {len(self._pending)} VMIs of the first lists")
         return out
 
     def views(self) -> list[VmiView]:
@@ -294,6 +304,16 @@ class Fleet:
             key, _ = self._pending.popitem()
             self._refresh(key)
         self._metrics.set_verdict_disagreements(self._store.verdict_disagreements)
+        self._note_first_sync()
+
+    def _note_first_sync(self) -> None:
+        """The first time every kind is listed and settled: ready from now on."""
+        if self._ready_once or self._pending or not all(self._synced.values()):
+            return
+        self._ready_once = True
+        log.info("fleet.ready", vmis=self._cache.count("virtualmachineinstances"))
+        if self._on_first_sync is not None:
+            self._on_first_sync()
 
     def _settle_all(self) -> None:
         if self._pending:

@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -345,18 +346,93 @@ def _unreachable(exc: BaseException, target: Target) -> _ApiFailure:
     return _ApiFailure("error", f"error: cannot read {target.resource} in {target.where}: {detail}")
 
 
-async def _decode_json(data: bytes) -> Any:
-    """json.loads, off the event loop when the body is big enough to stall it."""
-    if len(data) > 1 << 20:
-        return await asyncio.to_thread(json.loads, data)
-    return json.loads(data)
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _skip(text: str, position: int) -> int:
+    """The position after any JSON whitespace at `position`."""
+    match = _WHITESPACE.match(text, position)
+    return match.end() if match else position
+
+
+async def decode_list_page(
+    data: bytes,
+    *,
+    slice_size: int,
+    on_items: Callable[[list[Any]], None] | None = None,
+) -> Any:
+    """Decode a List page with the event loop running: its `items` one by one, yielding to the loop
+    every `slice_size` items. (One `json.loads` of a 500-VMI page holds the GIL for ~100 ms, in a
+    worker thread too.) With `on_items`, each slice is handed over as soon as it is decoded and
+    not kept (the returned body's `items` is then empty), so only one slice of raw objects is
+    alive at a time. Anything that is not an object with an `items` array is decoded whole."""
+    text = data.decode()
+    decoder = json.JSONDecoder()
+    position = _skip(text, 0)
+    if not text.startswith("{", position):
+        return json.loads(text)
+    body: dict[str, Any] = {}
+    position = _skip(text, position + 1)
+    while not text.startswith("}", position):
+        key, position = decoder.raw_decode(text, position)
+        position = _skip(text, position)
+        if not text.startswith(":", position):
+            raise ValueError(f"expected ':' at {position}")
+        position = _skip(text, position + 1)
+        if key == "items" and text.startswith("[", position):
+            items: list[Any] = []
+            position = await _decode_items(
+                decoder, text, position, slice_size, on_items or items.extend
+            )
+            body[key] = items
+        else:
+            body[key], position = decoder.raw_decode(text, position)
+        position = _skip(text, position)
+        if text.startswith(",", position):
+            position = _skip(text, position + 1)
+        elif not text.startswith("}", position):
+            raise ValueError(f"expected ',' or '}}' at {position}")
+    return body
+
+
+async def _decode_items(
+    decoder: json.JSONDecoder,
+    text: str,
+    position: int,
+    slice_size: int,
+    hand_over: Callable[[list[Any]], None],
+) -> int:
+    """Decode the array at `position` element by element, handing over slices; returns the
+    position after it."""
+    batch: list[Any] = []
+    position = _skip(text, position + 1)
+    while not text.startswith("]", position):
+        item, position = decoder.raw_decode(text, position)
+        batch.append(item)
+        if len(batch) == slice_size:
+            hand_over(batch)
+            batch = []
+            await asyncio.sleep(0)
+        position = _skip(text, position)
+        if text.startswith(",", position):
+            position = _skip(text, position + 1)
+        elif not text.startswith("]", position):
+            raise ValueError(f"expected ',' or ']' at {position}")
+    if batch:
+        hand_over(batch)
+    return position + 1
 
 
 async def _list_pages(
-    api: ApiServer, target: Target, *, timing: WatchTiming
+    api: ApiServer,
+    target: Target,
+    *,
+    timing: WatchTiming,
+    on_items: Callable[[list[Any]], None] | None = None,
 ) -> AsyncIterator[tuple[list[Json], str]]:
     """Yield (objects, list resourceVersion) page by page; raises _ApiFailure (gone: the continue
-    token expired, list again from the start)."""
+    token expired, list again from the start). With `on_items`, objects are handed to it in
+    slices as they are decoded instead (see `decode_list_page`) and the yielded lists are empty."""
     token = ""
     timeout = aiohttp.ClientTimeout(
         sock_connect=timing.connect_timeout, sock_read=timing.list_read_timeout
@@ -372,7 +448,9 @@ async def _list_pages(
                 if response.status != 200:
                     raise await _failure_of(response, target, timing)
                 data = await response.read()
-            body = await _decode_json(data)
+            body = await decode_list_page(
+                data, slice_size=max(1, timing.slice_size), on_items=on_items
+            )
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             raise _unreachable(exc, target) from exc
         items, version, token = _list_page_parts(body, target)
@@ -554,13 +632,25 @@ class KindWatch:
         self._sink.relist_begin(self.resource)
         positions: dict[Target, _Position] = {}
         objects = 0
+
+        def hand_over(items: list[Any]) -> None:
+            nonlocal objects
+            found = [item for item in items if isinstance(item, dict)]
+            if len(found) != len(items):
+                log.warning(
+                    "watch.list_skipped_non_objects",
+                    resource=self.resource,
+                    skipped=len(items) - len(found),
+                )
+            self._sink.relist_page(self.resource, found)
+            objects += len(found)
+
         for target in self.targets:
             version = ""
             try:
-                async for items, page_version in _list_pages(
-                    self._api, target, timing=self._timing
+                async for _, page_version in _list_pages(
+                    self._api, target, timing=self._timing, on_items=hand_over
                 ):
-                    objects += await self._feed(items)
                     version = page_version
             except _ApiFailure as failure:
                 raise _ListFailed(failure, target) from failure
@@ -576,14 +666,6 @@ class KindWatch:
             namespaces=[t.where for t in self.targets],
         )
         return positions
-
-    async def _feed(self, items: list[Json]) -> int:
-        """Hand one page to the sink in slices, yielding to the loop between them."""
-        step = max(1, self._timing.slice_size)
-        for start in range(0, len(items), step):
-            self._sink.relist_page(self.resource, items[start : start + step])
-            await asyncio.sleep(0)
-        return len(items)
 
     async def _watch(self, target: Target, position: _Position) -> NoReturn:
         """Watch one endpoint, resuming after every end or failure, until 410 (raises _Gone)."""

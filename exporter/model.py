@@ -72,7 +72,6 @@ class Vmi:
 
     namespace: str
     name: str
-    uid: str
     phase: str
     #: metadata.deletionTimestamp is set.
     deleting: bool
@@ -201,7 +200,6 @@ class VmiView:
 
     namespace: str
     name: str
-    uid: str
     phase: str
     node: str
     #: "VirtualMachine" or "" (standalone).

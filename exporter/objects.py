@@ -338,7 +338,6 @@ def project_vmi(raw: Mapping[str, Any]) -> Vmi:
     return Vmi(
         namespace=namespace,
         name=name,
-        uid=reader.string(meta, "uid", "metadata") or "",
         phase=_intern(reader.string(status, "phase", "status")),
         deleting=reader.timestamp(meta, "deletionTimestamp", "metadata") is not None,
         node=_intern(reader.string(status, "nodeName", "status")),

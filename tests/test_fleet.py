@@ -297,3 +297,43 @@ def test_bookmarks_and_errors_are_not_applied() -> None:
     fleet.apply(VMI, "ERROR", {"code": 410})
     assert fleet.renders == renders
     assert names_in(fleet) == {"a"}
+
+
+def test_ready_only_once_the_first_lists_are_settled_and_the_callback_runs_once() -> None:
+    first_syncs: list[int] = []
+    fleet, _ = make(on_first_sync=lambda: first_syncs.append(1))
+    many = [builders.vmi(f"vmi-{i}") for i in range(fleet_module.DEFER_ABOVE + 50)]
+    lists: list[tuple[Resource, list[dict[str, Any]]]] = [
+        (KV, []),
+        (VM, []),
+        (VMIM, []),
+        (VMI, many),
+    ]
+    for resource, raws in lists:
+        fleet.relist_begin(resource)
+        fleet.relist_page(resource, raws)
+        fleet.relist_end(resource)
+    # The KubeVirt CR arrives after the VMIs: every VMI is re-derived, in the background.
+    fleet.relist_begin(KV)
+    fleet.relist_page(KV, [builders.kubevirt()])
+    fleet.relist_end(KV)
+    assert fleet.missing() == [], "ready once listed and settled, never unready again"
+    assert first_syncs == [1]
+
+
+def test_listed_but_unsettled_vmis_keep_the_fleet_unready() -> None:
+    fleet, _ = make()
+    for resource in (VM, VMIM, KV):
+        fleet.relist_begin(resource)
+    fleet.relist_end(VM)
+    fleet.relist_end(VMIM)
+    fleet.relist_begin(VMI)
+    fleet.relist_page(VMI, [builders.vmi(f"vmi-{i}") for i in range(fleet_module.DEFER_ABOVE + 50)])
+    fleet.relist_end(VMI)
+    # The KubeVirt CR arrives last: its control plane reaches every VMI at once (deferred).
+    fleet.relist_page(KV, [builders.kubevirt()])
+    fleet.relist_end(KV)
+    assert fleet.pending > fleet_module.DEFER_ABOVE
+    assert fleet.missing() == [f"settling {fleet.pending} VMIs of the first lists"]
+    fleet.body()  # without a settler, a scrape settles everything first
+    assert fleet.missing() == []

@@ -48,7 +48,6 @@ def test_vmi_projection_reads_every_field_of_a_healthy_vmi() -> None:
     assert project_vmi(raw) == Vmi(
         namespace="prod",
         name="web-1",
-        uid="uid-1",
         phase="Running",
         deleting=False,
         node="node-7",

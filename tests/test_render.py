@@ -28,7 +28,6 @@ def view(name: str = "vm-1", namespace: str = "ns-a", **changes: object) -> VmiV
     base = VmiView(
         namespace=namespace,
         name=name,
-        uid=f"uid-{namespace}-{name}",
         phase="Running",
         node="node-1",
         owner_kind="VirtualMachine",

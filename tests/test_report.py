@@ -45,7 +45,6 @@ def view(name: str = "vm-1", namespace: str = "default", **changes: Any) -> VmiV
     base = VmiView(
         namespace=namespace,
         name=name,
-        uid=f"uid-{namespace}-{name}",
         phase="Running",
         node="node-1",
         owner_kind="VirtualMachine",

@@ -23,7 +23,14 @@ from exporter.model import RESOURCES
 from exporter.objects import Scope
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Settings
-from exporter.web import CONTENT_TYPE, LagProbe, RootTasks, accepts_gzip, build_app
+from exporter.web import (
+    CONTENT_TYPE,
+    WRITE_SLICE,
+    LagProbe,
+    RootTasks,
+    accepts_gzip,
+    build_app,
+)
 from tests.tls import write_tls_pair
 
 BODY = b"# HELP kubevirt_update_vmis VMIs.\n# TYPE kubevirt_update_vmis gauge\n" + b"".join(
@@ -39,8 +46,9 @@ class FakeExposition:
         self.missing_now = missing or []
         self.gzip_threads: list[int] = []
 
-    def body(self) -> bytes:
-        return BODY
+    def body_chunks(self) -> list[bytes]:
+        # Pieces, as the Fleet caches them per family: the response is their concatenation.
+        return [BODY[:7], b"", BODY[7:]]
 
     def body_gzip(self) -> bytes:
         self.gzip_threads.append(threading.get_ident())
@@ -135,6 +143,18 @@ async def test_head_metrics_answers_headers_without_a_body(serve: Serve) -> None
     assert response.headers["Content-Type"] == CONTENT_TYPE
     assert int(response.headers["Content-Length"]) == len(BODY)
     assert await response.read() == b""
+
+
+async def test_a_body_larger_than_one_write_arrives_whole_and_in_order(serve: Serve) -> None:
+    class LargeExposition(FakeExposition):
+        def body_chunks(self) -> list[bytes]:
+            return [b"a" * (2 * WRITE_SLICE + 3), b"b" * 5, b"c" * WRITE_SLICE]
+
+    client = await serve(exposition=LargeExposition())
+    response = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
+    body = await response.read()
+    assert int(response.headers["Content-Length"]) == len(body) == 3 * WRITE_SLICE + 8
+    assert body == b"a" * (2 * WRITE_SLICE + 3) + b"b" * 5 + b"c" * WRITE_SLICE
 
 
 async def test_each_scrape_reports_the_worst_lag_since_the_previous_one(serve: Serve) -> None:
