@@ -12,10 +12,13 @@ observedDeploymentConfig names that image and enables LiveMigrate.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
+
+from exporter.model import VmiView
 
 API_VERSION: Final = "kubevirt.io/v1"
 NAMESPACE: Final = "default"
@@ -505,3 +508,30 @@ def kubevirt(
         },
         "status": status,
     }
+
+
+def view(name: str = "vm-1", namespace: str = NAMESPACE, **changes: Any) -> VmiView:
+    """A derived view (for render/report tests that start from views, not raw objects): Running,
+    live-migratable, owned by a VM with runStrategy Always, on the target image and up to date,
+    with what LiveMigrate would do for it; `changes` replace any field."""
+    base = VmiView(
+        namespace=namespace,
+        name=name,
+        phase="Running",
+        node="node-1",
+        owner_kind="VirtualMachine",
+        run_strategy="Always",
+        eviction_strategy="None",
+        launcher_image=TARGET_IMAGE,
+        outdated=False,
+        outdated_reason=None,
+        live_migratable=True,
+        not_migratable_reason=None,
+        method="live_migrate",
+        action="wait",
+        outdated_since=None,
+        update_migration_failures=0,
+        verdict_disagreement=False,
+        migrating=False,
+    )
+    return dataclasses.replace(base, **changes)

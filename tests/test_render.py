@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -23,29 +23,9 @@ OLD = "quay.io/kubevirt/virt-launcher:v1.4.0"
 NEW = "quay.io/kubevirt/virt-launcher:v1.5.0"
 
 
-def view(name: str = "vm-1", namespace: str = "ns-a", **changes: object) -> VmiView:
+def view(name: str = "vm-1", namespace: str = "ns-a", **changes: Any) -> VmiView:
     """A Running, live-migratable, up-to-date VMI owned by a VM (Always), unless changed."""
-    base = VmiView(
-        namespace=namespace,
-        name=name,
-        phase="Running",
-        node="node-1",
-        owner_kind="VirtualMachine",
-        run_strategy="Always",
-        eviction_strategy="None",
-        launcher_image=NEW,
-        outdated=False,
-        outdated_reason=None,
-        live_migratable=True,
-        not_migratable_reason=None,
-        method="live_migrate",
-        action="wait",
-        outdated_since=None,
-        update_migration_failures=0,
-        verdict_disagreement=False,
-        migrating=False,
-    )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    return builders.view(name, namespace, **{"launcher_image": NEW, **changes})
 
 
 def outdated(name: str = "vm-1", namespace: str = "ns-a", **changes: object) -> VmiView:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -42,27 +41,13 @@ NOW = 1_750_000_000.0
 
 def view(name: str = "vm-1", namespace: str = "default", **changes: Any) -> VmiView:
     """An outdated, live-migratable VM-owned VMI that LiveMigrate updates, changed by `changes`."""
-    base = VmiView(
-        namespace=namespace,
-        name=name,
-        phase="Running",
-        node="node-1",
-        owner_kind="VirtualMachine",
-        run_strategy="Always",
-        eviction_strategy="None",
-        launcher_image="quay.io/kubevirt/virt-launcher:v1.4.0",
-        outdated=True,
-        outdated_reason="launcher_image",
-        live_migratable=True,
-        not_migratable_reason=None,
-        method="live_migrate",
-        action="wait",
-        outdated_since=NOW - 3 * 3600,
-        update_migration_failures=0,
-        verdict_disagreement=False,
-        migrating=False,
-    )
-    return dataclasses.replace(base, **changes)
+    outdated: dict[str, Any] = {
+        "launcher_image": builders.OLD_IMAGE,
+        "outdated": True,
+        "outdated_reason": "launcher_image",
+        "outdated_since": NOW - 3 * 3600,
+    }
+    return builders.view(name, namespace, **{**outdated, **changes})
 
 
 def stuck(
