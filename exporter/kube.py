@@ -428,7 +428,7 @@ async def _list_pages(
     target: Target,
     *,
     timing: WatchTiming,
-    on_items: Callable[[list[Any]], None] | None = None,
+    on_items: Callable[[list[Json]], None] | None = None,
 ) -> AsyncIterator[tuple[list[Json], str]]:
     """Yield (objects, list resourceVersion) page by page; raises _ApiFailure (gone: the continue
     token expired, list again from the start). With `on_items`, objects are handed to it in
@@ -449,7 +449,9 @@ async def _list_pages(
                     raise await _failure_of(response, target, timing)
                 data = await response.read()
             body = await decode_list_page(
-                data, slice_size=max(1, timing.slice_size), on_items=on_items
+                data,
+                slice_size=max(1, timing.slice_size),
+                on_items=None if on_items is None else _objects_to(on_items, target),
             )
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             raise _unreachable(exc, target) from exc
@@ -459,13 +461,8 @@ async def _list_pages(
             return
 
 
-def _list_page_parts(body: Any, target: Target) -> tuple[list[Json], str, str]:
-    """(objects, resourceVersion, continue token) of one List page."""
-    if not isinstance(body, dict) or not isinstance(body.get("items", []), list):
-        raise _ApiFailure(
-            "error", f"error: {target.resource} in {target.where}: the list is not a List object"
-        )
-    raw_items = body.get("items") or []
+def _objects_of(raw_items: list[Any], target: Target) -> list[Json]:
+    """The objects of a list's items; anything else is skipped with a warning."""
     items = [item for item in raw_items if isinstance(item, dict)]
     if len(items) != len(raw_items):
         log.warning(
@@ -474,6 +471,23 @@ def _list_page_parts(body: Any, target: Target) -> tuple[list[Json], str, str]:
             namespace=target.where,
             skipped=len(raw_items) - len(items),
         )
+    return items
+
+
+def _objects_to(
+    receiver: Callable[[list[Json]], None], target: Target
+) -> Callable[[list[Any]], None]:
+    """`receiver`, fed only the objects of each slice of items."""
+    return lambda raw_items: receiver(_objects_of(raw_items, target))
+
+
+def _list_page_parts(body: Any, target: Target) -> tuple[list[Json], str, str]:
+    """(objects, resourceVersion, continue token) of one List page."""
+    if not isinstance(body, dict) or not isinstance(body.get("items", []), list):
+        raise _ApiFailure(
+            "error", f"error: {target.resource} in {target.where}: the list is not a List object"
+        )
+    items = _objects_of(body.get("items") or [], target)
     meta = body.get("metadata")
     meta = meta if isinstance(meta, dict) else {}
     version = meta.get("resourceVersion")
@@ -633,17 +647,10 @@ class KindWatch:
         positions: dict[Target, _Position] = {}
         objects = 0
 
-        def hand_over(items: list[Any]) -> None:
+        def hand_over(items: list[Json]) -> None:
             nonlocal objects
-            found = [item for item in items if isinstance(item, dict)]
-            if len(found) != len(items):
-                log.warning(
-                    "watch.list_skipped_non_objects",
-                    resource=self.resource,
-                    skipped=len(items) - len(found),
-                )
-            self._sink.relist_page(self.resource, found)
-            objects += len(found)
+            self._sink.relist_page(self.resource, items)
+            objects += len(items)
 
         for target in self.targets:
             version = ""

@@ -228,7 +228,7 @@ def test_namespace_selection_limits_the_plan() -> None:
 
 
 def test_the_plan_warns_when_the_control_plane_is_not_ready_for_it() -> None:
-    unconverged = control_plane(kubevirt(phase="Deploying"), converged=False)
+    unconverged = control_plane(kubevirt(phase="Deploying"))
     assert "control plane is not converged" in prose(
         render_plan(build_plan(migrating_vmis(1), unconverged, [], now=NOW))
     )

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from exporter.cli import main
+from exporter.derive import control_plane as derive_control_plane
 from exporter.model import (
     ACTIONS,
     METHODS,
@@ -95,32 +96,11 @@ def kubevirt(
     )
 
 
-def control_plane(
-    kv: KubeVirt | None = None, *, crs: int | None = None, converged: bool = True
-) -> ControlPlane:
-    """The control plane of one CR `kv` (default: plain KubeVirt, LiveMigrate), or of `crs` CRs."""
-    if crs is not None and crs != 1:
-        return ControlPlane(
-            crs=crs,
-            kubevirt=None,
-            converged=False,
-            update_methods=frozenset(),
-            eviction_strategy=None,
-            target_launcher_image="",
-            rebuilt_launcher_image="",
-            hco_managed=False,
-        )
-    kv = kv or kubevirt()
-    return ControlPlane(
-        crs=1,
-        kubevirt=kv,
-        converged=converged,
-        update_methods=frozenset(kv.update_methods),
-        eviction_strategy=kv.eviction_strategy,
-        target_launcher_image=kv.target_launcher_image,
-        rebuilt_launcher_image=kv.rebuilt_launcher_image,
-        hco_managed=kv.hco_managed,
-    )
+def control_plane(kv: KubeVirt | None = None, *, crs: int | None = None) -> ControlPlane:
+    """What `derive.control_plane` makes of one CR `kv` (default: plain KubeVirt, LiveMigrate),
+    or of `crs` CRs."""
+    kvs = [kv or kubevirt()] if crs is None else [kubevirt(name=f"kv-{i}") for i in range(crs)]
+    return derive_control_plane(kvs)
 
 
 CP = control_plane()
@@ -264,7 +244,7 @@ def test_header_shows_versions_convergence_methods_and_batch_eviction() -> None:
 
 
 def test_header_says_when_the_control_plane_is_not_converged() -> None:
-    cp = control_plane(kubevirt(phase="Deploying"), converged=False)
+    cp = control_plane(kubevirt(phase="Deploying"))
     doc = build_report(fleet(), cp, now=NOW)
     assert "NOT converged (phase Deploying)" in render_table(doc, now=NOW)
     assert doc["controlPlane"]["converged"] is False
