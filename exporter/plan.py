@@ -26,30 +26,18 @@ Contract:
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 import textwrap
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
-from typing import Any, Final, TextIO
+from typing import Any, Final
 
 import yaml
 
+from exporter.advice import EXIT_NEEDS_ACTION, EXIT_OK, hco_or_kubevirt_cr, manual_reason, vmis
 from exporter.model import ControlPlane, Vmim, VmiView
-from exporter.report import (
-    EVERYTHING,
-    EXIT_NEEDS_ACTION,
-    EXIT_OK,
-    Selection,
-    hco_or_kubevirt_cr,
-    manual_reason,
-    rfc3339,
-    vmis,
-)
-from exporter.sources import add_source_arguments, read_fleet
+from exporter.selection import EVERYTHING, Selection
+from exporter.table import rfc3339
 
 #: Upstream's default of spec.configuration.migrations.parallelMigrationsPerCluster.
 DEFAULT_PARALLEL_MIGRATIONS: Final = 5
@@ -98,6 +86,11 @@ class Plan:
     #: Outdated VMIs in the selection that automation is updating (action wait).
     waiting: int
     generated_at: float
+
+
+def exit_code(plan: Plan) -> int:
+    """0 when the plan is empty, 1 when it has steps for a human."""
+    return EXIT_NEEDS_ACTION if plan.batches or plan.restarts or plan.manual else EXIT_OK
 
 
 def running_migrations(migrations: Iterable[Vmim]) -> int:
@@ -302,58 +295,3 @@ def comment(text: str, *, width: int = WIDTH) -> list[str]:
     """`text` as YAML comment lines of at most `width` columns (newlines cannot escape)."""
     flat = " ".join(text.split())
     return ["# " + line for line in textwrap.wrap(flat, width - 2, subsequent_indent="  ")] or ["#"]
-
-
-# -- command line ---------------------------------------------------------------------------
-
-
-def _batch_size(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return int(text)
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the `plan` subcommand (its flags; `run` executes it)."""
-    parser = subparsers.add_parser(
-        "plan",
-        help="print what to apply: migrations (YAML) and restart/manual steps (comments)",
-        description="The OutdatedVirtualMachineInstanceWorkloads runbook's Mitigation as output "
-        "you can apply: `kubevirt-update-exporter plan | kubectl create -f -`. Never changes the "
-        "cluster. Exit code: 0 nothing to do, 1 the plan has steps, 2 usage or settings error, "
-        "3 cluster/snapshot unreadable.",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=_batch_size,
-        metavar="N",
-        help="migrations per batch (default: parallelMigrationsPerCluster, else 5, minus "
-        "migrations not finished yet; at least 1)",
-    )
-    add_source_arguments(parser)
-    parser.set_defaults(run=run)
-
-
-def run(
-    args: argparse.Namespace,
-    *,
-    environ: Mapping[str, str] | None = None,
-    stdout: TextIO | None = None,
-    stderr: TextIO | None = None,
-    now: float | None = None,
-) -> int:
-    """Execute `plan` for parsed `args`: 0 when the plan is empty, 1 when it has steps."""
-    out, err = stdout or sys.stdout, stderr or sys.stderr
-    fleet = read_fleet(args, environ=os.environ if environ is None else environ, stderr=err)
-    if isinstance(fleet, int):
-        return fleet
-    plan = build_plan(
-        fleet.views,
-        fleet.control_plane,
-        fleet.migrations,
-        selection=Selection(namespaces=frozenset(args.namespace or ())),
-        batch_size=args.batch_size,
-        now=time.time() if now is None else now,
-    )
-    out.write(render_plan(plan))
-    return EXIT_NEEDS_ACTION if plan.batches or plan.restarts or plan.manual else EXIT_OK

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter import report
-from exporter.cli import main
+from exporter.cli import main, report
 from exporter.plan import BATCH_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from tests import builders
 from tests.cluster import Cluster

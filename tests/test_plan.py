@@ -25,7 +25,7 @@ from exporter.plan import (
     migration_manifest,
     render_plan,
 )
-from exporter.report import Selection
+from exporter.selection import Selection
 from tests import builders
 from tests.test_report import (
     CP,

@@ -17,24 +17,19 @@ from exporter.model import (
     Action,
     ControlPlane,
     KubeVirt,
-    Method,
     UpdateMethod,
     VmiView,
 )
 from exporter.report import (
     API_VERSION,
     KIND,
-    Selection,
     build_report,
     exit_code,
-    explain,
-    format_table,
-    go_duration,
     render_json,
     render_table,
     render_yaml,
-    short_age,
 )
+from exporter.selection import Selection
 from tests import builders
 
 NOW = 1_750_000_000.0
@@ -307,100 +302,6 @@ def test_advice_says_to_wait_when_automation_updates_every_row() -> None:
     ]
 
 
-# -- explanations -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("cp", "changes", "expected"),
-    [
-        (CP, {"method": "in_progress"}, "migration of this VMI is in progress"),
-        (CP, {}, "LiveMigrate is enabled and the VMI is live-migratable"),
-        (
-            CP,
-            {"live_migratable": False, "not_migratable_reason": "X"},
-            "a volume migration is in progress",
-        ),
-        (
-            control_plane(kubevirt(methods=("Evict",))),
-            {"method": "evict", "eviction_strategy": "LiveMigrate"},
-            "turns the eviction into a migration",
-        ),
-        (
-            control_plane(kubevirt(methods=("Evict",))),
-            {"method": "evict", "live_migratable": False, "not_migratable_reason": "X"},
-            "deletes the launcher pod and runStrategy Always starts a new VMI",
-        ),
-        (
-            control_plane(kubevirt(methods=("Evict",))),
-            {
-                "method": "evict_stops",
-                "action": "manual",
-                "run_strategy": "Halted",
-                "live_migratable": False,
-                "not_migratable_reason": "SEVNotLiveMigratable",
-            },
-            "runStrategy Halted does not start a new VMI: the VM stays down",
-        ),
-        (
-            control_plane(kubevirt(methods=())),
-            {"method": "none", "action": "migrate"},
-            "no workloadUpdateMethods configured",
-        ),
-        (
-            control_plane(crs=0),
-            {"method": "none", "action": "migrate"},
-            "0 KubeVirt CRs: upstream acts only with exactly one",
-        ),
-        (
-            CP,
-            {"method": "none", "action": "restart", "live_migratable": False},
-            "LiveMigrate skips it (not live-migratable: ConditionMissing); Evict is not enabled",
-        ),
-        (
-            control_plane(kubevirt(methods=("Evict",))),
-            {"method": "none", "action": "migrate", "eviction_strategy": "External"},
-            "Evict is refused and retried forever (eviction strategy External)",
-        ),
-        (
-            control_plane(kubevirt(methods=("LiveMigrate", "Evict"))),
-            {
-                "method": "none",
-                "action": "restart",
-                "eviction_strategy": "LiveMigrate",
-                "live_migratable": False,
-                "not_migratable_reason": "InterfaceNotLiveMigratable",
-            },
-            "LiveMigrate skips it (not live-migratable: InterfaceNotLiveMigratable); Evict is "
-            "refused and retried forever (eviction strategy LiveMigrate needs a live-migratable",
-        ),
-    ],
-)
-def test_explain_names_why_automation_moves_or_skips_the_vmi(
-    cp: ControlPlane, changes: dict[str, Any], expected: str
-) -> None:
-    assert expected in explain(view(**changes), cp)
-
-
-@pytest.mark.parametrize(
-    ("changes", "expected"),
-    [
-        ({"action": "migrate"}, "create a VirtualMachineInstanceMigration"),
-        ({"action": "restart"}, "`virtctl restart vm-1 -n default`"),
-        (
-            {"action": "manual", "run_strategy": "Once"},
-            "runStrategy Once: `virtctl restart` is refused",
-        ),
-        ({"action": "manual"}, "a volume change (VolumesChange) is pending"),
-        (
-            {"action": "manual", "owner_kind": "", "run_strategy": ""},
-            "recreate it from its manifest",
-        ),
-    ],
-)
-def test_explain_says_what_a_human_should_do(changes: dict[str, Any], expected: str) -> None:
-    assert expected in explain(view(method="none", **changes), CP)
-
-
 # -- preflight ----------------------------------------------------------------------------------
 
 
@@ -591,62 +492,6 @@ def test_table_says_when_no_vmi_is_outdated() -> None:
     assert "No outdated VMIs." in render_table(build_report([], CP, now=NOW), now=NOW)
     filtered = build_report(fleet(), CP, selection=Selection(namespaces=frozenset({"x"})), now=NOW)
     assert "No outdated VMIs match the filters." in render_table(filtered, now=NOW)
-
-
-def test_format_table_shortens_other_cells_before_names() -> None:
-    rows = [["abcdefghijklmnopqrstuvwxyz", "worker-node-01.example", "restart"], ["b", "n", "wait"]]
-    assert format_table(["NAME", "NODE", "ACTION"], rows, width=50) == [
-        "NAME                        NODE           ACTION",
-        "abcdefghijklmnopqrstuvwxyz  worker~xample  restart",
-        "b                           n              wait",
-    ]
-
-
-def test_format_table_narrows_the_gap_then_cuts_names_in_the_middle() -> None:
-    rows = [["abcdefghijklmnopqrstuvwxyz", "migration", "restart"], ["b", "-", "wait"]]
-    assert format_table(["NAME", "REASON", "ACTION"], rows, width=30) == [
-        "NAME         REASON    ACTION",
-        "abcdef~vwxyz migration restart",
-        "b            -         wait",
-    ]
-
-
-def test_format_table_never_cuts_below_the_header() -> None:
-    lines = format_table(["NAMESPACE", "ACTION"], [["a-very-long-namespace", "restart"]], width=5)
-    assert lines == ["NAMESPACE ACTION", "a-ve~pace restart"]
-
-
-@pytest.mark.parametrize(
-    ("seconds", "expected"),
-    [
-        (5, "5s"),
-        (125, "2m"),
-        (3600, "1h"),
-        (3 * 3600 + 300, "3h5m"),
-        (86400 + 7200, "1d2h"),
-        (12 * 86400, "12d"),
-    ],
-)
-def test_short_age_reads_like_kubectl(seconds: float, expected: str) -> None:
-    assert short_age(seconds) == expected
-
-
-@pytest.mark.parametrize(("seconds", "expected"), [(60, "1m0s"), (5, "5s"), (3725, "1h2m5s")])
-def test_go_duration_spells_the_interval_as_the_kubevirt_cr_does(
-    seconds: float, expected: str
-) -> None:
-    assert go_duration(seconds) == expected
-
-
-def test_selection_admits_by_every_filter() -> None:
-    method: Method = "none"
-    chosen = Selection(
-        namespaces=frozenset({"a"}), actions=frozenset({"manual"}), methods=frozenset({method})
-    )
-    assert chosen.admits(view(namespace="a", method="none", action="manual"))
-    assert not chosen.admits(view(namespace="b", method="none", action="manual"))
-    assert not chosen.admits(view(namespace="a", method="evict", action="manual"))
-    assert not chosen.admits(view(namespace="a", method="none", action="restart"))
 
 
 # -- end to end: the command on a snapshot --------------------------------------------------------

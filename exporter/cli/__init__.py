@@ -3,7 +3,7 @@
 Contract:
 - `main(argv=None) -> int` is the process's exit code. Subcommands: `serve` (the default when the
   first argument is not a subcommand, so `kubevirt-update-exporter --snapshot x` serves), `report`
-  and `plan` (declared and run by `exporter.report` / `exporter.plan`).
+  and `plan` (declared and run by `exporter.cli.report` / `exporter.cli.plan`).
 - `serve` validates every flag and environment twin first; if anything is wrong it prints every
   problem to stderr and returns 2 before logging is set up or anything is started. It then
   returns 0 after SIGTERM/SIGINT and 1 when it had to stop (a root task ended, the address could
@@ -127,13 +127,13 @@ def _run_subcommand(argv: Sequence[str]) -> int:
 
 
 def _subcommand_runners() -> dict[str, Callable[[argparse.Namespace], int]]:
-    from exporter import plan, report
+    from exporter.cli import plan, report
 
     return {"report": report.run, "plan": plan.run}
 
 
 def _top_parser() -> argparse.ArgumentParser:
-    from exporter import plan, report
+    from exporter.cli import plan, report
 
     parser = argparse.ArgumentParser(
         prog=PROG,

@@ -1,0 +1,72 @@
+"""The `plan` subcommand: its flags, and a run from the source to a YAML stream on stdout.
+
+Contract: `register(subparsers)` declares `plan` and its flags (`--batch-size` must be an integer
+>= 1); `run(args, ...)` reads the fleet (`exporter.sources`), builds the pure `exporter.plan` and
+writes it. Exit codes (docs/cli.md): 0 nothing to do, 1 the plan has steps, 2 usage or settings
+error, 3 cluster or snapshot unreadable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import TextIO
+
+from exporter import plan
+from exporter.selection import Selection
+from exporter.sources import add_source_arguments, read_fleet
+
+
+def _batch_size(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `plan` subcommand (its flags; `run` executes it)."""
+    parser = subparsers.add_parser(
+        "plan",
+        help="print what to apply: migrations (YAML) and restart/manual steps (comments)",
+        description="The OutdatedVirtualMachineInstanceWorkloads runbook's Mitigation as output "
+        "you can apply: `kubevirt-update-exporter plan | kubectl create -f -`. Never changes the "
+        "cluster. Exit code: 0 nothing to do, 1 the plan has steps, 2 usage or settings error, "
+        "3 cluster/snapshot unreadable.",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        metavar="N",
+        help="migrations per batch (default: parallelMigrationsPerCluster, else 5, minus "
+        "migrations not finished yet; at least 1)",
+    )
+    add_source_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(
+    args: argparse.Namespace,
+    *,
+    environ: Mapping[str, str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    now: float | None = None,
+) -> int:
+    """Execute `plan` for parsed `args`: 0 when the plan is empty, 1 when it has steps."""
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    fleet = read_fleet(args, environ=os.environ if environ is None else environ, stderr=err)
+    if isinstance(fleet, int):
+        return fleet
+    built = plan.build_plan(
+        fleet.views,
+        fleet.control_plane,
+        fleet.migrations,
+        selection=Selection(namespaces=frozenset(args.namespace or ())),
+        batch_size=args.batch_size,
+        now=time.time() if now is None else now,
+    )
+    out.write(plan.render_plan(built))
+    return plan.exit_code(built)

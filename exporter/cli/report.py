@@ -1,0 +1,83 @@
+"""The `report` subcommand: its flags, and a run from the source to stdout and an exit code.
+
+Contract: `register(subparsers)` declares `report` and its flags; `run(args, ...)` reads the fleet
+(`exporter.sources`), builds the pure `exporter.report` document and writes it as a table, JSON or
+YAML. Exit codes (docs/cli.md): 0 nothing needs a human, 1 some VMI does, 2 usage or settings
+error, 3 cluster or snapshot unreadable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import TextIO
+
+from exporter import report
+from exporter.model import ACTIONS, METHODS
+from exporter.selection import Selection
+from exporter.sources import add_source_arguments, read_fleet
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `report` subcommand (its flags; `run` executes it)."""
+    parser = subparsers.add_parser(
+        "report",
+        help="list outdated VMIs: why, what automation will do, what you should do",
+        description="The OutdatedVirtualMachineInstanceWorkloads runbook's Diagnosis in one "
+        "command. Exit code: 0 nothing needs a human, 1 some VMI needs action "
+        "(migrate/restart/manual), 2 usage or settings error, 3 cluster/snapshot unreadable.",
+    )
+    parser.add_argument(
+        "-o", "--output", choices=report.OUTPUTS, default="table", help="default: table"
+    )
+    parser.add_argument(
+        "--preflight",
+        action="store_true",
+        help="every Running VMI: what automation would do if the control plane were upgraded now",
+    )
+    parser.add_argument(
+        "--action", choices=ACTIONS, action="append", help="only rows with this action (repeatable)"
+    )
+    parser.add_argument(
+        "--method", choices=METHODS, action="append", help="only rows with this method (repeatable)"
+    )
+    add_source_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(
+    args: argparse.Namespace,
+    *,
+    environ: Mapping[str, str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    now: float | None = None,
+) -> int:
+    """Execute `report` for parsed `args`; returns the documented exit code."""
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    fleet = read_fleet(args, environ=os.environ if environ is None else environ, stderr=err)
+    if isinstance(fleet, int):
+        return fleet
+    moment = time.time() if now is None else now
+    doc = report.build_report(
+        fleet.views,
+        fleet.control_plane,
+        kubevirts=fleet.kubevirts,
+        selection=Selection(
+            namespaces=frozenset(args.namespace or ()),
+            actions=frozenset(args.action or ()),
+            methods=frozenset(args.method or ()),
+        ),
+        preflight=args.preflight,
+        now=moment,
+    )
+    if args.output == "json":
+        out.write(report.render_json(doc))
+    elif args.output == "yaml":
+        out.write(report.render_yaml(doc))
+    else:
+        out.write(report.render_table(doc, now=moment))
+    return report.exit_code(doc)
