@@ -12,8 +12,8 @@ Each fleet size runs in a fresh process so its RSS is its own. Per size it measu
   process; and the worst event-loop stall seen while serving them;
 - the same series rendered by prometheus_client's generate_latest (the baseline ratio);
 - the worst event-loop stall during a full relist fed page by page (500 per page, decoded off
-  the loop, handed over in slices of 100 as exporter/kube.py does) and during a control-plane
-  change that re-derives every VMI;
+  the loop, handed over in slices of 100 as exporter/kube/listing.py does) and during a
+  control-plane change that re-derives every VMI;
 - series per VMI and body size.
 """
 
@@ -52,8 +52,8 @@ from tests import builders  # noqa: E402
 
 PAGE = 500
 SLICE = 100
-#: How a list page is decoded: "kube" (exporter/kube.py's own decoder: items one by one with the
-#: loop running, as shipped), "page" (one json.loads of the whole body, off the loop when
+#: How a list page is decoded: "kube" (exporter/kube/listing.py's own decoder: items one by one
+#: with the loop running, as shipped), "page" (one json.loads of the whole body, off the loop when
 #: > 1 MiB) or "items" (the benchmark's own item-by-item decoding, for comparison).
 DECODE = "kube"
 #: gc.freeze() after the imports and after the first lists, as `serve` does (--gc-freeze).
@@ -282,7 +282,7 @@ class GcPauses:
         return worst
 
 
-# --- feeding the fleet as exporter/kube.py does -------------------------------------------------
+# --- feeding the fleet as exporter/kube/listing.py does -----------------------------------------
 
 
 async def _arrive(pages: Iterator[bytes], probe: StallProbe | None) -> bytes | None:
@@ -311,7 +311,7 @@ async def relist(
     while (page := await _arrive(pages, probe)) is not None:
         started = time.perf_counter()
         if DECODE == "kube":
-            # As exporter/kube.py relists: each slice goes to the Fleet as soon as it is decoded.
+            # As exporter/kube relists: each slice goes to the Fleet as soon as it is decoded.
             streamed: list[int] = []
 
             def hand_over(items: list[Any], streamed: list[int] = streamed) -> None:
@@ -685,7 +685,7 @@ def _report(results: list[dict[str, Any]], command: str) -> str:
         f"{platform.python_version()}, {platform.machine()}. Each size runs in a fresh process. "
         f"List pages of {results[0]['page']} objects, decoded by "
         + (
-            "whole page (as exporter/kube.py)."
+            "whole page (as exporter/kube/listing.py)."
             if results[0]["decode"] == "page"
             else "item (one at a time)."
         ),

@@ -37,14 +37,23 @@ import structlog
 from exporter.cache import Cache
 from exporter.derive import derive
 from exporter.metrics import SERVE_ALL, MetricFilter, vmi_ident
-from exporter.model import RESOURCES, ControlPlane, Key, KubeVirt, Resource, Vmi, Vmim, VmiView
+from exporter.model import (
+    OBJECT_EVENTS,
+    RESOURCES,
+    ControlPlane,
+    Key,
+    KubeVirt,
+    Resource,
+    Vmi,
+    Vmim,
+    VmiView,
+)
 from exporter.objects import MalformedObject, Scope, project
 from exporter.render import RenderStore
 from exporter.selfmetrics import SelfMetrics
 
 log = structlog.get_logger(__name__)
 
-OBJECT_EVENTS: Final = frozenset({"ADDED", "MODIFIED", "DELETED"})
 #: A change affecting more VMIs than this is settled in slices by the settler.
 DEFER_ABOVE: Final = 256
 #: VMIs settled per slice: ~10-20 ms of derive + render, well inside the 100 ms stall budget.

@@ -26,6 +26,10 @@ RESOURCES: Final[tuple[Resource, ...]] = (
     "kubevirts",
 )
 
+#: Watch event types that carry an object to store or drop (kubernetes/kubernetes:
+#: staging/src/k8s.io/apimachinery/pkg/watch/watch.go; BOOKMARK and ERROR carry none).
+OBJECT_EVENTS: Final = frozenset({"ADDED", "MODIFIED", "DELETED"})
+
 #: (namespace, name) of a namespaced object.
 Key = tuple[str, str]
 

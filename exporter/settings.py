@@ -8,6 +8,11 @@ Contract:
   (templated manifests often render empty strings). List-valued twins are comma-separated.
 - Validation reads the files the flags name (readable, non-empty token, loadable TLS pair) but
   changes nothing and talks to no server.
+- `WatchTiming` is the timing of lists and watches (page sizes, timeouts, backoff): not flags,
+  production defaults that tests shrink.
+
+The module is longer than most because every default carries its reason as an attribute
+docstring; the parsing is one small function per flag.
 """
 
 from __future__ import annotations
@@ -481,3 +486,38 @@ def _log_level(reader: _Reader) -> str:
         return level
     reader.problem(raw, f"expected one of {', '.join(LOG_LEVELS)}")
     return DEFAULTS.log_level
+
+
+@dataclass(frozen=True)
+class WatchTiming:
+    """The timing of lists and watches; the defaults are for production, tests shrink them."""
+
+    #: Objects per list page: client-go's pager default
+    #: (kubernetes/kubernetes:staging/src/k8s.io/client-go/tools/pager/pager.go); a page of 500
+    #: VMIs (5-20 KiB each) is at most ~10 MB of JSON.
+    page_size: int = 500
+    #: Objects handed to `relist_page` at once, with a yield to the event loop between slices.
+    slice_size: int = 100
+    #: Bounds of the server-side `timeoutSeconds` of a watch, drawn at random per request so that
+    #: watches do not all end and reconnect together; 5-10 min as client-go's reflector
+    #: (kubernetes/kubernetes:staging/src/k8s.io/client-go/tools/cache/reflector.go).
+    watch_timeout_seconds: tuple[int, int] = (300, 600)
+    #: A watch silent this long (no event, no bookmark) is considered dead and resumed. The API
+    #: server's watch cache sends a bookmark every minute to watchers that allow bookmarks
+    #: (kubernetes/kubernetes:staging/src/k8s.io/apiserver/pkg/storage/cacher/cacher.go,
+    #: `defaultBookmarkFrequency`), so 150 s is two missed bookmarks plus margin; a server that
+    #: sends none only costs a cheap resume every 150 s on a quiet kind.
+    inactivity_timeout: float = 150.0
+    #: First reconnect delay bound; doubles per failure up to `backoff_max` (full jitter:
+    #: the actual delay is uniform in [0, bound]). 0.8 s and 30 s are the reflector's backoff
+    #: (same file as above).
+    backoff_initial: float = 0.8
+    backoff_max: float = 30.0
+    #: A watch connected this long counts as healthy: its end resets the backoff.
+    healthy_after: float = 60.0
+    #: TCP/TLS connect timeout of every request.
+    connect_timeout: float = 10.0
+    #: A list page that takes longer than this between two reads of the socket is abandoned.
+    list_read_timeout: float = 60.0
+    #: Upper bound on an honoured Retry-After, so a bogus header cannot park a kind for hours.
+    retry_after_max: float = 300.0

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from exporter.kube import WatchTiming, run_watchers
+from exporter.kube import run_watchers
 from exporter.model import RESOURCES, Resource
-from exporter.settings import Settings
+from exporter.settings import Settings, WatchTiming
 from tests import builders
 from tests.cluster import Cluster, kubevirt_path
 from tests.fakeapi import RecordingMetrics, RecordingSink, eventually

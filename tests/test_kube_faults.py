@@ -20,11 +20,13 @@ import pytest
 from exporter import kube
 from exporter import metrics as families
 from exporter.fleet import Fleet
-from exporter.kube import Backoff, KubeError, WatchTiming, list_all, run_watchers, targets_for
+from exporter.kube import KubeError, list_all, run_watchers
+from exporter.kube.api import targets_for
+from exporter.kube.errors import Backoff
 from exporter.model import RESOURCES, Resource
 from exporter.objects import Scope
 from exporter.selfmetrics import SelfMetrics
-from exporter.settings import Settings
+from exporter.settings import Settings, WatchTiming
 from tests import builders
 from tests.fakeapi import (
     FakeApi,
@@ -306,7 +308,7 @@ async def test_inactivity_watchdog_reconnects_a_silent_watch(api: FakeApi, tmp_p
 
 
 class RecordingLog:
-    """Stands in for kube's structlog logger: (level, event, key-values) of every line."""
+    """Stands in for exporter.kube's structlog loggers: (level, event, key-values) of every line."""
 
     def __init__(self) -> None:
         self.lines: list[tuple[str, str, dict[str, Any]]] = []
@@ -322,7 +324,8 @@ async def test_one_log_line_per_relist_and_none_per_event(
     api: FakeApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recorded = RecordingLog()
-    monkeypatch.setattr(kube, "log", recorded)
+    for module in (kube.api, kube.listing, kube.watching):
+        monkeypatch.setattr(module, "log", recorded)
     for i in range(5):
         api.put(VMIS, vmi(f"vmi-{i}"))
     async with watching(api, tmp_path) as h:
