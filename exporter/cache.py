@@ -14,7 +14,7 @@ Contract:
 - Affected keys may name VMIs that are not (or no longer) in the cache: the caller drops those.
 - `vm_of`, `migrations_of` answer the joins `derive` needs, in O(1) per VMI.
 - A 100k-VMI fleet is held in a few hundred bytes per VMI: VMIs and VMs are kept per namespace
-  by their identity label fragment (`metrics.vmi_ident`, one bytes object per VMI that the render
+  by their identity label fragment (`identity.vmi_ident`, one bytes object per VMI that the render
   store shares: `ident(key)`); a VMI is kept as its own fields (owner, Running time) plus a
   tuple of the rest shared by every VMI with the same rest, and rebuilt into a `Vmi` on demand;
   a VM is kept as its run policy (few distinct values, shared).
@@ -28,7 +28,7 @@ from collections.abc import Collection, Iterator, Mapping
 from typing import Any, Final, TypeVar
 
 from exporter.derive import control_plane
-from exporter.metrics import name_in_ident, vmi_ident
+from exporter.identity import name_in_ident, vmi_ident
 from exporter.model import ControlPlane, Key, KubeVirt, Resource, Vm, Vmi, Vmim
 
 Record = Vmi | Vm | Vmim | KubeVirt
@@ -91,7 +91,7 @@ class Cache:
         return iter(self.kubevirts)
 
     def unseen(self, resource: Resource, seen: Collection[bytes]) -> list[Key]:
-        """Keys of one kind whose identity (`metrics.vmi_ident`) is not in `seen`."""
+        """Keys of one kind whose identity (`identity.vmi_ident`) is not in `seen`."""
         if resource == "virtualmachineinstances":
             return _unseen(self._vmis, seen)
         if resource == "virtualmachines":

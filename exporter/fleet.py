@@ -36,7 +36,8 @@ import structlog
 
 from exporter.cache import Cache
 from exporter.derive import derive
-from exporter.metrics import SERVE_ALL, MetricFilter, vmi_ident
+from exporter.identity import vmi_ident
+from exporter.metrics import SERVE_ALL, MetricFilter
 from exporter.model import (
     OBJECT_EVENTS,
     RESOURCES,
@@ -94,7 +95,7 @@ class Fleet:
         self._pending: dict[Key, None] = {}
         #: Set while VMIs are pending; exists while the settler runs (bound to its loop).
         self._pending_event: asyncio.Event | None = None
-        #: Per kind being relisted: the identities (`metrics.vmi_ident`) its pages contained.
+        #: Per kind being relisted: the identities (`identity.vmi_ident`) its pages contained.
         self._relisting: dict[Resource, set[bytes]] = {}
         self._synced: dict[Resource, bool] = dict.fromkeys(RESOURCES, False)
         self._problems: dict[Resource, str | None] = dict.fromkeys(RESOURCES)

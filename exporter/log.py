@@ -7,6 +7,9 @@ Contract:
   With `log_format=None` the choice follows the stream: JSON when stderr is not a terminal (a pod,
   where a pipeline parses lines), console on a terminal.
 - Events below `level` are dropped before any formatting work.
+- `configure_command_logging(stderr)` is the setting of the one-shot commands (`report`, `plan`):
+  warnings and worse only, on the process's stderr, never on stdout.
+- Only the command line (`exporter.cli`) configures logging; library modules only log.
 - Each line carries `timestamp` (UTC, ISO 8601), `level`, `event`, the logger name when the
   standard library produced it, and the event's key-values; exceptions are rendered in the line.
 """
@@ -83,3 +86,11 @@ def _route_standard_logging(
     root.setLevel(level)
     # aiohttp's own access logger is replaced by exporter.web's; keep the stdlib one quiet.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def configure_command_logging(stderr: TextIO) -> None:
+    """Logging for a one-shot command whose stdout carries its output (see module contract)."""
+    # Library events (relists, retries) must never reach stdout, which carries the report or the
+    # plan; only warnings are worth a one-shot command's stderr. The process's own stderr, not a
+    # replaced sys.stderr: loggers keep the stream they were first used with.
+    configure_logging(log_format=None, level="warning", stream=sys.__stderr__ or stderr)

@@ -6,9 +6,6 @@ Contract:
   its exposed name (counters include `_total`), type, label names in exposition order and a
   verbose HELP. Rendering (`render.py`, `selfmetrics.py`) and METRICS.md
   (`scripts/metrics_doc.py`) read this table and nothing else.
-- `vmi_ident(namespace, name)` is the label fragment `namespace="..",name=".."` that identifies a
-  VMI in every per-VMI series; `name_in_ident` reads the name back. The cache keys VMIs by it and
-  the render store writes it, so a VMI's identity is one bytes object.
 - `MetricFilter` is `--metric-allowlist` / `--metric-denylist` with kube-state-metrics semantics:
   comma-separated regular expressions, each matching a whole family name; allow and deny are
   mutually exclusive. Aggregates and self-metrics are always served whatever the lists say, so a
@@ -440,26 +437,6 @@ class MetricFilter:
 
 
 SERVE_ALL: Final = MetricFilter()
-
-
-def escape_label_value(value: str) -> str:
-    """Escape a label value for the text format: backslash, double quote and newline."""
-    if "\\" in value or '"' in value or "\n" in value:
-        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return value
-
-
-def vmi_ident(namespace: str, name: str) -> bytes:
-    """The identity label fragment of a VMI's series: `namespace="..",name=".."`."""
-    return f'namespace="{escape_label_value(namespace)}",name="{escape_label_value(name)}"'.encode()
-
-
-def name_in_ident(namespace: str, ident: bytes) -> str:
-    """The name a `vmi_ident(namespace, name)` was made of."""
-    escaped = ident[len(escape_label_value(namespace).encode()) + 19 : -1].decode()
-    if "\\" not in escaped:
-        return escaped
-    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), escaped)
 
 
 def _patterns(flag: str, texts: Iterable[str]) -> tuple[re.Pattern[str], ...]:

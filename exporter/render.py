@@ -37,7 +37,8 @@ from typing import Final
 
 from exporter import metrics
 from exporter.derive import is_converged
-from exporter.metrics import SERVE_ALL, Family, MetricFilter, escape_label_value, vmi_ident
+from exporter.identity import escape_label_value, vmi_ident
+from exporter.metrics import SERVE_ALL, Family, MetricFilter
 from exporter.model import CONDITION_MISSING, UPDATE_METHODS, ControlPlane, Key, KubeVirt, VmiView
 
 _ONE: Final = b"} 1\n"
@@ -319,7 +320,7 @@ class RenderStore:
     def put(self, view: VmiView, ident: bytes | None = None) -> bool:
         """Show `view` for its VMI; False (and no render) when it shows what is already shown.
 
-        `ident` is `metrics.vmi_ident(view.namespace, view.name)`; pass the cache's object so
+        `ident` is `identity.vmi_ident(view.namespace, view.name)`; pass the cache's object so
         that both hold one.
         """
         ns = view.namespace

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal, NoReturn
 
-from exporter.objects import LabelSelector, Scope
+from exporter.objects import Scope
+from exporter.selectors import LabelSelector
 
 ENV_PREFIX: Final = "KUBEVIRT_UPDATE_EXPORTER_"
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ from typing import Any, Final, TextIO
 from exporter import snapshot
 from exporter.fleet import Fleet
 from exporter.kube import KubeError, list_all
-from exporter.log import configure_logging
 from exporter.model import RESOURCES, ControlPlane, KubeVirt, Resource, Vmim, VmiView
 from exporter.objects import MalformedObject, Scope, project
 from exporter.selfmetrics import SelfMetrics
@@ -172,10 +170,6 @@ def read_fleet(
 ) -> Fleetview | int:
     """The fleet for a `report`/`plan` run, or its exit code (2 settings, 3 source) after
     printing the error to `stderr`. Malformed objects are printed as warnings."""
-    # Library events (relists, retries) must never reach stdout, which carries the report or the
-    # plan; only warnings are worth a one-shot command's stderr. The process's own stderr, not a
-    # replaced sys.stderr: loggers keep the stream they were first used with.
-    configure_logging(log_format=None, level="warning", stream=sys.__stderr__ or stderr)
     try:
         settings = source_settings(args, environ)
     except SettingsError as error:

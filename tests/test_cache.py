@@ -8,7 +8,7 @@ import pytest
 
 from exporter import cache as cache_module
 from exporter.cache import Cache
-from exporter.metrics import name_in_ident, vmi_ident
+from exporter.identity import name_in_ident, vmi_ident
 from exporter.model import Resource, Vmi
 from exporter.objects import project
 from tests import builders

@@ -9,7 +9,8 @@ import pytest
 
 from exporter.derive import control_plane, derive, effective_run_strategy
 from exporter.model import CONDITION_MISSING, KubeVirt, VmiView
-from exporter.objects import parse_rfc3339, project_kubevirt, project_vm, project_vmi, project_vmim
+from exporter.objects import project_kubevirt, project_vm, project_vmi, project_vmim
+from exporter.timeparse import parse_rfc3339
 from tests import builders as b
 
 Raw = dict[str, Any]

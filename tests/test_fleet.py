@@ -14,7 +14,8 @@ from exporter import metrics
 from exporter.derive import derive
 from exporter.fleet import Fleet
 from exporter.model import Resource
-from exporter.objects import LabelSelector, Scope, project_vm, project_vmi
+from exporter.objects import Scope, project_vm, project_vmi
+from exporter.selectors import LabelSelector
 from exporter.selfmetrics import SelfMetrics
 from tests import builders
 from tests.exposition import Exposition, as_dict, parse

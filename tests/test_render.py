@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from exporter import metrics
 from exporter.derive import control_plane
-from exporter.metrics import FAMILIES, MetricFilter, escape_label_value
+from exporter.identity import escape_label_value
+from exporter.metrics import FAMILIES, MetricFilter
 from exporter.model import ACTIONS, METHODS, OUTDATED_REASONS, KubeVirt, VmiView
 from exporter.objects import project_kubevirt
 from exporter.render import RenderStore, format_value

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.objects import LabelSelector
+from exporter.selectors import LabelSelector
 from exporter.settings import (
     DEFAULTS,
     Settings,

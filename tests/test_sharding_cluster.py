@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.objects import shard_of
+from exporter.sharding import shard_of
 from tests import builders
 from tests.cluster import Cluster, kubevirt_path
 from tests.exporter_process import ExporterProcess, Samples, eventually, select

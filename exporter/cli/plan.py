@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from exporter import plan
+from exporter.log import configure_command_logging
 from exporter.selection import Selection
 from exporter.sources import add_source_arguments, read_fleet
 
@@ -57,6 +58,7 @@ def run(
 ) -> int:
     """Execute `plan` for parsed `args`: 0 when the plan is empty, 1 when it has steps."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
+    configure_command_logging(err)
     fleet = read_fleet(args, environ=os.environ if environ is None else environ, stderr=err)
     if isinstance(fleet, int):
         return fleet

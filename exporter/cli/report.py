@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from exporter import report
+from exporter.log import configure_command_logging
 from exporter.model import ACTIONS, METHODS
 from exporter.selection import Selection
 from exporter.sources import add_source_arguments, read_fleet
@@ -58,6 +59,7 @@ def run(
 ) -> int:
     """Execute `report` for parsed `args`; returns the documented exit code."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
+    configure_command_logging(err)
     fleet = read_fleet(args, environ=os.environ if environ is None else environ, stderr=err)
     if isinstance(fleet, int):
         return fleet
