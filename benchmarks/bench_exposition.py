@@ -39,16 +39,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aiohttp import web  # noqa: E402
-from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
-from prometheus_client.core import GaugeMetricFamily, Metric  # noqa: E402
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter import web as exporter_web  # noqa: E402
-from exporter.fleet import Fleet  # noqa: E402
-from exporter.kube import decode_list_page  # noqa: E402
-from exporter.objects import Scope  # noqa: E402
-from exporter.selfmetrics import SelfMetrics  # noqa: E402
-from tests import builders  # noqa: E402
+from exporter import web as exporter_web
+from exporter.fleet import Fleet
+from exporter.kube import decode_list_page
+from exporter.objects import Scope
+from exporter.selfmetrics import SelfMetrics
+from tests import builders
 
 PAGE = 500
 SLICE = 100

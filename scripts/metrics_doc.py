@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from exporter.metrics import FAMILIES, GROUP_TITLES, Family  # noqa: E402
+from exporter.metrics import FAMILIES, GROUP_TITLES, Family
 
 TARGET = ROOT / "METRICS.md"
 

@@ -242,8 +242,8 @@ class FakeApi:
 
     def bookmark(self, resource: str) -> None:
         """Send a BOOKMARK at the current resourceVersion to the open watches of `resource`."""
-        mark = {"kind": "VirtualMachineInstance", "apiVersion": "kubevirt.io/v1"}
-        mark["metadata"] = {"resourceVersion": str(self.version)}  # type: ignore[assignment]
+        mark: dict[str, Any] = {"kind": "VirtualMachineInstance", "apiVersion": "kubevirt.io/v1"}
+        mark["metadata"] = {"resourceVersion": str(self.version)}
         self.emit(resource, "BOOKMARK", mark)
 
     def expire(self, resource: str, namespace: str | None = None) -> None:

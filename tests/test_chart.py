@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter import __version__
 from exporter.settings import parse_settings
 from tests.chart import (
     CHART,
@@ -560,10 +561,7 @@ def test_schema_closes_every_group_of_values() -> None:
 
 def test_chart_app_version_is_the_package_version() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    pyproject = (REPO / "pyproject.toml").read_text()
-    version = re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE)
-    assert version is not None
-    assert chart["appVersion"] == version.group(1)
+    assert chart["appVersion"] == __version__, "run python scripts/sync_version.py"
 
 
 def test_rendering_needs_no_cluster_and_no_file_outside_the_chart(tmp_path: Path) -> None:

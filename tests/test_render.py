@@ -41,12 +41,12 @@ def outdated(name: str = "vm-1", namespace: str = "ns-a", **changes: object) -> 
     return view(name, namespace, **fields)
 
 
-def kubevirt(**kwargs: object) -> KubeVirt:
-    return project_kubevirt(builders.kubevirt(**kwargs))  # type: ignore[arg-type]
+def kubevirt(**kwargs: Any) -> KubeVirt:
+    return project_kubevirt(builders.kubevirt(**kwargs))
 
 
-def converged_store(*views: VmiView, **kwargs: object) -> RenderStore:
-    store = RenderStore(**kwargs)  # type: ignore[arg-type]
+def converged_store(*views: VmiView, **kwargs: Any) -> RenderStore:
+    store = RenderStore(**kwargs)
     kv = kubevirt()
     store.set_kubevirts([kv], control_plane([kv]))
     for v in views:

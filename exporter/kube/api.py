@@ -127,8 +127,8 @@ async def _load_configuration(
     """Fill `configuration`; returns the kubeconfig loader (None in-cluster)."""
     if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
         try:
-            # kubernetes_asyncio leaves this function unannotated.
-            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            load_incluster = k8s_config.load_incluster_config
+            load_incluster(client_configuration=configuration)  # type: ignore[no-untyped-call]  # unannotated upstream
         except Exception as exc:  # any failure here is a configuration problem worth naming
             raise KubeError(f"in-cluster configuration: {exc}") from exc
         return None
