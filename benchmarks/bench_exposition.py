@@ -1,4 +1,4 @@
-"""Exposition benchmarks at fleet scale (a script, not a test; SPEC section 7 budgets).
+"""Exposition benchmarks at fleet scale (a script, not a test; budgets in docs/benchmarks.md).
 
     .venv/bin/python benchmarks/bench_exposition.py --vmis 10000 100000 [--write docs/benchmarks.md]
 
@@ -668,7 +668,7 @@ def _one(n: int, port: int, page: int, decode: str, freeze: bool) -> None:
 # --- driver ---------------------------------------------------------------------------------------
 
 BUDGETS = """\
-| Budget (SPEC section 7, at 100k VMIs) | Figure |
+| Budget (at 100k VMIs) | Figure |
 |---|---|
 """
 

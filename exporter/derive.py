@@ -1,4 +1,4 @@
-"""The update semantics of SPEC section 2: records in, `ControlPlane` and `VmiView` out.
+"""The update semantics (docs/semantics.md): records in, `ControlPlane` and `VmiView` out.
 
 Contract:
 - Pure and deterministic: the same records give the same view; no clock, no IO.
@@ -43,7 +43,7 @@ OWNER_KIND_VM: Final = "VirtualMachine"
 #: The effective eviction strategy when neither the VMI nor the KubeVirt CR sets one.
 NO_EVICTION_STRATEGY: Final = "None"
 
-#: Methods under which automation is acting, so a human waits (SPEC section 2 "Action").
+#: Methods under which automation is acting, so a human waits (docs/semantics.md, "Action").
 WAITING_METHODS: Final[frozenset[Method]] = frozenset({"in_progress", "live_migrate", "evict"})
 #: Run strategies `virtctl restart` accepts: the restart subresource refuses Halted and Once
 #: (kubevirt/kubevirt: pkg/virt-api/rest/lifecycle.go `RestartVMRequestHandler`); WaitAsReceiver
@@ -103,7 +103,7 @@ def effective_eviction_strategy(vmi: Vmi, cp: ControlPlane) -> str:
 
 
 def derive(vmi: Vmi, *, vm: Vm | None, migrations: Sequence[Vmim], cp: ControlPlane) -> VmiView:
-    """Everything the exporter says about one VMI (SPEC section 2).
+    """Everything the exporter says about one VMI (docs/semantics.md).
 
     `vm` is the owner VM (None when standalone or not in the cache); `migrations` are the VMIMs
     whose spec.vmiName is this VMI, in its namespace.

@@ -1,7 +1,7 @@
 """The metric table: every family the exporter serves, declared once.
 
 Contract:
-- `FAMILIES` lists each family of SPEC section 3 exactly once, in exposition order: per-VMI dense,
+- `FAMILIES` lists each family (METRICS.md) exactly once, in exposition order: per-VMI dense,
   per-VMI sparse, aggregates, per-KubeVirt, then the exporter's self-metrics. Each `Family` has
   its exposed name (counters include `_total`), type, label names in exposition order and a
   verbose HELP. Rendering (`render.py`, `selfmetrics.py`) and METRICS.md

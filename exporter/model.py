@@ -33,7 +33,7 @@ OBJECT_EVENTS: Final = frozenset({"ADDED", "MODIFIED", "DELETED"})
 #: (namespace, name) of a namespaced object.
 Key = tuple[str, str]
 
-#: Why a VMI is outdated, in the order SPEC section 2 gives (first that applies wins).
+#: Why a VMI is outdated, in the order docs/semantics.md gives (first that applies wins).
 OutdatedReason = Literal[
     "launcher_image", "hotplug_cpu", "hotplug_memory", "migration_required", "volumes_change"
 ]
@@ -63,7 +63,7 @@ CONDITION_MISSING: Final = "ConditionMissing"
 
 @dataclass(frozen=True, slots=True)
 class PendingChange:
-    """A VMI condition that makes it change-outdated (SPEC section 2, "Change-outdated")."""
+    """A VMI condition that makes it outdated: a pending change (docs/semantics.md, "Outdated")."""
 
     reason: OutdatedReason
     #: The condition's lastTransitionTime, the start of "outdated since" for this reason.

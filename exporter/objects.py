@@ -349,7 +349,7 @@ _PROJECTIONS: Final[
 
 @dataclass(frozen=True)
 class Scope:
-    """Which objects this exporter watches (SPEC section 2 "Scope", section 5 "Sharding")."""
+    """Which objects this exporter watches: `--namespace`, `--label-selector`, `--shard`."""
 
     namespaces: frozenset[str] = frozenset()  # empty = all
     label_selector: LabelSelector | None = None  # VMIs only

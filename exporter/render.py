@@ -12,7 +12,7 @@ Contract:
   joining pre-rendered pieces, as kube-state-metrics writes its stores' cached lines);
   `generation` counts changes, so callers can cache what they derive (the gzip of it).
 - Dense per-VMI series exist for every VMI put and not removed, with a label set that never
-  changes with the value; sparse ones only while their condition holds (SPEC section 3).
+  changes with the value; sparse ones only while their condition holds (METRICS.md).
 - Aggregates follow every put/remove, except `kubevirt_update_outdated_vmis`, which follows
   only while the control plane is converged and otherwise holds the value it had when
   convergence was lost (none before the first convergence), as virt-controller's gauge does: it

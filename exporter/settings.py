@@ -1,4 +1,4 @@
-"""The `serve` settings: one frozen value, built once from flags and environment (SPEC section 5).
+"""The `serve` settings: one frozen value, built once from flags and environment.
 
 Contract:
 - `parse_settings(argv, environ)` returns `Settings` or raises `SettingsError` listing EVERY problem
@@ -116,8 +116,9 @@ class Settings:
 
     total_shards: int = 1
     """
-    Number of replicas splitting the VMIs. 1 (no sharding) fits one replica up to the SPEC's
-    100,000-VMI budget; beyond that, shards keep each replica's memory and scrape time bounded.
+    Number of replicas splitting the VMIs. 1 (no sharding) fits one replica up to the 100,000
+    VMIs the budgets of docs/benchmarks.md are measured at; beyond that, shards keep each
+    replica's memory and scrape time bounded.
     """
 
     log_format: LogFormat | None = None

@@ -45,7 +45,7 @@ KIND_RESOURCES: Final[Mapping[str, Resource]] = {
 SUFFIXES: Final = (".yaml", ".yml", ".json")
 #: Objects handed to the Fleet per relist page, with a yield to the event loop after each. Like
 #: exporter.kube's slices: 100 fixture-sized VMIs are ~20 ms of parse + project + derive + render
-#: (500 measured ~100 ms per page, the whole stall budget of SPEC section 7).
+#: (500 measured ~100 ms per page, the whole 100 ms stall budget of docs/benchmarks.md).
 PAGE_SIZE: Final = 100
 
 Raw = dict[str, Any]

@@ -1,4 +1,4 @@
-"""The HTTP face of the exporter: `/metrics`, `/healthz`, `/readyz` (SPEC section 5).
+"""The HTTP face of the exporter: `/metrics`, `/healthz`, `/readyz`.
 
 Contract:
 - `/metrics` serves the exposition's body as `text/plain; version=0.0.4; charset=utf-8`,
@@ -39,8 +39,8 @@ from exporter.settings import Settings, read_bearer_token, tls_server_context
 log = structlog.get_logger(__name__)
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
-#: How often the lag probe wakes up. 0.1 s resolves the SPEC's 100 ms stall budget and costs ten
-#: wake-ups a second, nothing next to a relist.
+#: How often the lag probe wakes up. 0.1 s resolves the 100 ms stall budget (docs/benchmarks.md)
+#: and costs ten wake-ups a second, nothing next to a relist.
 LAG_PROBE_INTERVAL: Final = 0.1
 #: How long a stopping server lets in-flight requests finish. A scrape takes well under a second
 #: even at 100,000 VMIs, and Kubernetes grants 30 s between SIGTERM and SIGKILL by default.

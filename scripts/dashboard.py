@@ -7,7 +7,7 @@ Contract:
 - The data source is the `datasource` variable (any Prometheus); `namespace` filters the VMIs'
   namespaces. Per-VMI and aggregate selectors carry `namespace=~"$namespace"`; per-KubeVirt and
   self-metric selectors never do (their `namespace` is the CR's or the exporter's).
-- Every query selects only families of the exporter's metric table (SPEC section 3; checked by
+- Every query selects only families of the exporter's metric table (METRICS.md; checked by
   tests/test_dashboard.py).
 
 Sections: fleet overview, VMIs needing action, control plane, failing update migrations,

@@ -41,7 +41,7 @@ def no_leftover_kubevirt_crs(request: pytest.FixtureRequest) -> Iterator[None]:
     """Delete every KubeVirt CR a cluster test leaves behind.
 
     KubeVirt acts on exactly one CR: one left by a test would make every later exporter see
-    several, so none is converged and the outdated aggregates are held (SPEC section 2).
+    several, so none is converged and the outdated aggregates are held (docs/semantics.md).
     """
     yield
     if "cluster" not in request.fixturenames:

@@ -1,7 +1,7 @@
 """The Grafana dashboard is a fresh build of scripts/dashboard.py and queries only our metrics.
 
 The committed JSON must equal a fresh build; every panel queries the `${datasource}` variable;
-every query selects only families of the exporter's metric table (SPEC section 3), with labels
+every query selects only families of the exporter's metric table (METRICS.md), with labels
 those families have; VMI-level selectors follow the `namespace` variable and per-KubeVirt ones
 do not (their namespace is the CR's).
 """

@@ -1,4 +1,4 @@
-"""SPEC section 2, one table row per rule: raw objects in (tests/builders.py), view fields out."""
+"""docs/semantics.md, one row per rule: raw objects in (tests/builders.py), view fields out."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ def truth(cluster: Cluster, namespace: str) -> Truth:
     result: Truth = {}
     for item in body["items"]:
         outdated = OUTDATED_LABEL in item["metadata"].get("labels", {})
-        # A VMI being deleted is never outdated (SPEC section 2).
+        # A VMI being deleted is never outdated (docs/semantics.md).
         running = (
             item["status"]["phase"] == "Running" and "deletionTimestamp" not in item["metadata"]
         )

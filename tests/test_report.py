@@ -1,4 +1,4 @@
-"""`report`: rows, header, advice, output formats, filters, exit codes (SPEC sections 2, 5)."""
+"""`report`: rows, header, advice, output formats, filters, exit codes (docs/cli.md)."""
 
 from __future__ import annotations
 

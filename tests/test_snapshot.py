@@ -337,7 +337,7 @@ def test_the_example_covers_every_reason_and_method_and_every_reachable_action()
     outdated = [view for view in views if view.outdated]
     assert {view.outdated_reason for view in outdated} == set(OUTDATED_REASONS)
     assert {view.method for view in outdated} == set(METHODS)
-    # With LiveMigrate enabled a live-migratable VMI is always live_migrate (SPEC section 2), so
+    # With LiveMigrate enabled a live-migratable VMI is always live_migrate (docs/semantics.md), so
     # `migrate` is unreachable here; the no-automation example carries it.
     assert {view.action for view in outdated} == set(ACTIONS) - {"migrate"}
     assert any(view.update_migration_failures > 0 for view in outdated)

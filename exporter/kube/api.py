@@ -75,7 +75,7 @@ class Target:
 
 
 def targets_for(resource: Resource, settings: WatchSettings) -> tuple[Target, ...]:
-    """The endpoints that together make up `resource` in the settings' scope (SPEC section 2)."""
+    """The endpoints that together make up `resource` in the settings' scope (module contract)."""
     selector = (settings.label_selector or None) if resource == "virtualmachineinstances" else None
     if resource in NAMESPACED_BY_SCOPE and settings.namespaces:
         return tuple(Target(resource, ns, selector) for ns in sorted(set(settings.namespaces)))

@@ -105,8 +105,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 The exporter container (a single list item), shared by the Deployment, the StatefulSet and the
-sidecar ConfigMap. Flags follow SPEC section 5; each has an environment twin, and the shard
-ordinal comes in through one (KUBEVIRT_UPDATE_EXPORTER_SHARD) because it is only known per pod.
+sidecar ConfigMap. Flags are those of `serve` (exporter/settings.py); each has an environment
+twin (KUBEVIRT_UPDATE_EXPORTER_<FLAG>), and the shard ordinal comes in through one
+(KUBEVIRT_UPDATE_EXPORTER_SHARD) because it is only known per pod.
 */}}
 {{- define "kue.container" -}}
 - name: kubevirt-update-exporter
