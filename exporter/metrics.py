@@ -10,6 +10,8 @@ Contract:
   comma-separated regular expressions, each matching a whole family name; allow and deny are
   mutually exclusive. Aggregates and self-metrics are always served whatever the lists say, so a
   fleet that drops every per-VMI family still has its counts and its health.
+
+Long because it is the table: one declaration per family, each with its full HELP.
 """
 
 from __future__ import annotations

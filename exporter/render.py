@@ -24,6 +24,9 @@ Contract:
 - Memory bounds a 100k-VMI fleet, so a VMI costs one `namespace=..,name=..` label fragment (its
   ident, shared with the cache) in one dict, plus its timestamp/count lines; everything else it
   shows is a state shared with the VMIs that show the same (docs/benchmarks.md has the figures).
+
+Longer than most modules: the store and the pre-rendered pieces it joins are one design, whose
+private layout (states, groups, suffixes) is what keeps a VMI small; split, it would be public.
 """
 
 from __future__ import annotations
