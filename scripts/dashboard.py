@@ -8,7 +8,7 @@ Contract:
   namespaces. Per-VMI and aggregate selectors carry `namespace=~"$namespace"`; per-KubeVirt and
   self-metric selectors never do (their `namespace` is the CR's or the exporter's).
 - Every query selects only families of the exporter's metric table (METRICS.md; checked by
-  tests/test_dashboard.py).
+  tests/deploy/test_dashboard.py).
 
 Sections: fleet overview, VMIs needing action, control plane, failing update migrations,
 exporter health. Usage: `python scripts/dashboard.py [--check]`.

@@ -3,7 +3,8 @@
     python scripts/metrics_doc.py          # rewrite METRICS.md
     python scripts/metrics_doc.py --check  # exit 1 when METRICS.md is not what the table says
 
-METRICS.md is generated, never edited by hand; tests/test_metrics_doc.py fails when it is stale.
+METRICS.md is generated, never edited by hand; tests/core/test_metrics_doc.py fails when it is
+stale.
 """
 
 from __future__ import annotations

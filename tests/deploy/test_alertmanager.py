@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from exporter.model import ACTIONS
+from tests import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "docs" / "alertmanager" / "alertmanager.yaml"
 RULES = REPO / "alerts" / "kubevirt-update-exporter.rules.yaml"
 OURS = {"source": "kubevirt-update-exporter"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from exporter.model import Method
 from exporter.selection import Selection
-from tests.test_report import view
+from tests.cli.test_report import view
 
 
 def test_selection_admits_by_every_filter() -> None:

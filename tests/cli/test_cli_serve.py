@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from exporter import cli
+from tests import REPO
 from tests.cluster import free_port
 from tests.exporter_process import SeriesKey, eventually, parse_exposition, select
 
-REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "cluster-snapshot.yaml"
 #: Generous: the machine is shared with a long build.
 READY_TIMEOUT = 120.0

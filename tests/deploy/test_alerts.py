@@ -23,8 +23,8 @@ import yaml
 from exporter.metrics import FAMILIES
 from exporter.model import ACTIONS, METHODS, OUTDATED_REASONS, RESOURCES, UPDATE_METHODS
 from exporter.selfmetrics import RESULTS
+from tests import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 ALERTS = REPO / "alerts"
 RULES = ALERTS / "kubevirt-update-exporter.rules.yaml"
 PROMETHEUS_RULE = ALERTS / "prometheusrule.yaml"

@@ -30,7 +30,7 @@ from exporter.report import (
     render_yaml,
 )
 from exporter.selection import Selection
-from tests import builders
+from tests import REPO, builders
 
 NOW = 1_750_000_000.0
 
@@ -729,7 +729,7 @@ def test_cli_report_rejects_bad_settings_with_exit_2(
 
 
 def test_docs_cli_md_documents_every_field_of_the_schema_and_every_exit_code() -> None:
-    docs = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    docs = (REPO / "docs" / "cli.md").read_text()
     doc = build_report([view()], CP, now=NOW)
     keys = [
         *doc,

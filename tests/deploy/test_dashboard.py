@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from exporter.metrics import FAMILIES
+from tests import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "dashboard.py"
 COMMITTED = REPO / "dashboards" / "kubevirt-update-exporter.json"
 FAMILY_LABELS = {f.name: set(f.labels) for f in FAMILIES}

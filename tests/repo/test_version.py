@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from exporter import __version__
+from tests import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "sync_version.py"
 CHART = Path("charts/kubevirt-update-exporter/Chart.yaml")
 COPIED = (

@@ -8,7 +8,7 @@ import pytest
 
 from exporter.advice import explain
 from exporter.model import ControlPlane
-from tests.test_report import CP, control_plane, kubevirt, view
+from tests.cli.test_report import CP, control_plane, kubevirt, view
 
 
 @pytest.mark.parametrize(

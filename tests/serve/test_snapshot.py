@@ -17,8 +17,8 @@ from exporter.model import ACTIONS, METHODS, OUTDATED_REASONS, RESOURCES, Resour
 from exporter.objects import Scope
 from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import SnapshotError
+from tests import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "cluster-snapshot.yaml"
 EXAMPLE_NO_AUTOMATION = REPO / "examples" / "no-automation" / "cluster-snapshot.yaml"
 

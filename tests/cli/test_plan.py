@@ -27,7 +27,7 @@ from exporter.plan import (
 )
 from exporter.selection import Selection
 from tests import builders
-from tests.test_report import (
+from tests.cli.test_report import (
     CP,
     NOW,
     control_plane,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests import REPO
 
 
 def layered_modules() -> set[str]:

@@ -29,13 +29,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import builders
+from tests import REPO, builders
 from tests.cluster import Cluster, free_port, kubevirt_path
 from tests.exporter_process import ExporterProcess, eventually
 
 pytestmark = pytest.mark.cluster
 
-REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "alerts" / "kubevirt-update-exporter.rules.yaml"
 DASHBOARD = REPO / "dashboards" / "kubevirt-update-exporter.json"
 JOB = "kubevirt-update-exporter"

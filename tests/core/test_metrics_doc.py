@@ -11,8 +11,8 @@ from types import ModuleType
 import pytest
 
 from exporter.metrics import FAMILIES
+from tests import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "metrics_doc.py"
 
 

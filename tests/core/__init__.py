@@ -1,0 +1,1 @@
+"""Tests of the pure core and its vocabulary: projection, derivation, cache, rendering."""

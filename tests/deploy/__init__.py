@@ -1,0 +1,1 @@
+"""Tests of what ships beside the code: chart, image, alerts, Alertmanager, dashboard."""

@@ -1,0 +1,1 @@
+"""Tests of the repository itself: README, layers, version."""

@@ -1,0 +1,1 @@
+"""Tests of the serving stack: the fleet, snapshots, settings, self-metrics and HTTP."""
