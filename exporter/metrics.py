@@ -355,6 +355,24 @@ EXPORTER_EVENT_LOOP_LAG: Final = Family(
     "Worst event loop lag (how late a periodic probe ran) measured since the previous scrape. "
     "High values mean the exporter is CPU-starved or a long step blocks the loop.",
 )
+EXPORTER_ABORTED_SCRAPES: Final = Family(
+    "kubevirt_update_exporter_aborted_scrapes_total",
+    "counter",
+    "exporter",
+    (),
+    "Scrapes of /metrics whose client went away before the whole body was written (a "
+    "Prometheus scrape_timeout shorter than the scrape does this). Logged at debug level only; "
+    "a steady rate means the scrape timeout is too short for the body.",
+)
+EXPORTER_REFUSED_CONNECTIONS: Final = Family(
+    "kubevirt_update_exporter_refused_connections_total",
+    "counter",
+    "exporter",
+    (),
+    "Connections refused (503) or evicted because the exporter already held its connection "
+    "limit (1024, or the file limit minus 256 when lower). Rising means something opens many "
+    "connections and holds them.",
+)
 
 #: Every family, in exposition order.
 FAMILIES: Final[tuple[Family, ...]] = (
@@ -388,6 +406,8 @@ FAMILIES: Final[tuple[Family, ...]] = (
     EXPORTER_LAST_EVENT,
     EXPORTER_RENDER_DURATION,
     EXPORTER_EVENT_LOOP_LAG,
+    EXPORTER_ABORTED_SCRAPES,
+    EXPORTER_REFUSED_CONNECTIONS,
 )
 
 FAMILY_NAMES: Final[frozenset[str]] = frozenset(f.name for f in FAMILIES)

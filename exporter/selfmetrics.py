@@ -56,6 +56,8 @@ class SelfMetrics:
         self._disagreements = 0.0
         self._render_duration = 0.0
         self._lag = 0.0
+        self._aborted_scrapes = 0.0
+        self._refused_connections = 0.0
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
@@ -102,6 +104,14 @@ class SelfMetrics:
         """Record one event-loop lag measurement (the gauge keeps the worst until render)."""
         self._lag = max(self._lag, seconds)
 
+    def scrape_aborted(self) -> None:
+        """Count one /metrics response cut short because its client went away."""
+        self._aborted_scrapes += 1
+
+    def connection_refused(self) -> None:
+        """Count one connection refused or evicted at the connection limit."""
+        self._refused_connections += 1
+
     # --- read ---------------------------------------------------------------------------------
 
     def value(self, family: Family, labels: Labels = ()) -> float:
@@ -127,6 +137,8 @@ class SelfMetrics:
             metrics.EXPORTER_VERDICT_DISAGREEMENTS: {(): self._disagreements},
             metrics.EXPORTER_RENDER_DURATION: {(): self._render_duration},
             metrics.EXPORTER_EVENT_LOOP_LAG: {(): self._lag},
+            metrics.EXPORTER_ABORTED_SCRAPES: {(): self._aborted_scrapes},
+            metrics.EXPORTER_REFUSED_CONNECTIONS: {(): self._refused_connections},
         }
         return single[family]
 

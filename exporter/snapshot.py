@@ -10,10 +10,16 @@ Contract:
   grouped by `Resource` in file order; other kinds are skipped (logged at debug). Nothing is
   projected here: malformed KubeVirt objects are the Fleet's to count.
 - JSON is parsed as JSON, item by item (a 200 MB List never goes through a YAML loader or one giant
-  `json.loads`); YAML with libyaml when available, timestamps kept as text as the API serves them.
-- Every error is a `SnapshotError` naming the file, the document / item index, and what is wrong.
+  `json.loads`); YAML item by item too (`exporter.yamlstream`: libyaml's events when available,
+  timestamps kept as text as the API serves them), so neither keeps more than one item's parse.
+- Every error is a `SnapshotError` naming the file, the document / item index, and what is wrong;
+  nesting too deep to decode is one too.
+- Keys given twice in one object and objects given twice (same kind, namespace and name; the last
+  one wins, as a relist would) are accepted and reported in one warning per load with their count.
 - `feed_fleet` replaces every kind's contents with the snapshot's in pages, yielding to the event
   loop between pages, and marks every kind listed (a kind absent from the snapshot is listed empty).
+  It can be cancelled at any moment: YAML is parsed in a daemon thread that stops at the next item
+  and that the process never waits for.
 """
 
 from __future__ import annotations
@@ -21,15 +27,16 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
-from collections.abc import Generator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
 
 import structlog
-import yaml
 
+from exporter import yamlstream
 from exporter.model import RESOURCES, Resource
 
 log = structlog.get_logger(__name__)
@@ -66,6 +73,55 @@ class Entry:
     where: str
 
 
+@dataclass
+class Tally:
+    """What one load found worth a warning: keys and objects given twice (first place of each)."""
+
+    duplicate_keys: int = 0
+    first_duplicate_key: str = ""
+    duplicate_objects: int = 0
+    first_duplicate_object: str = ""
+    _seen: set[tuple[Resource, object, object]] = field(default_factory=set, repr=False)
+
+    def keys_given_twice(self, count: int, first: str) -> None:
+        """Count `count` keys given twice, the first of them at `first`."""
+        if count:
+            self.duplicate_keys += count
+            self.first_duplicate_key = self.first_duplicate_key or first
+
+    def keep(self, entry: Entry) -> None:
+        """Count `entry` if an object of its kind, namespace and name was kept before."""
+        assert entry.resource is not None
+        metadata = entry.raw.get("metadata")
+        if not isinstance(metadata, dict):
+            return  # malformed: the Fleet names it
+        identity = (entry.resource, metadata.get("namespace"), metadata.get("name"))
+        if identity not in self._seen:
+            self._seen.add(identity)
+        else:
+            self.duplicate_objects += 1
+            self.first_duplicate_object = self.first_duplicate_object or entry.where
+
+    def warn(self, path: Path) -> None:
+        """One warning per kind of duplicate found, with the count and the first place."""
+        if self.duplicate_keys:
+            log.warning(
+                "snapshot.duplicate_keys",
+                path=str(path),
+                count=self.duplicate_keys,
+                first=self.first_duplicate_key,
+                kept="the last value of each",
+            )
+        if self.duplicate_objects:
+            log.warning(
+                "snapshot.duplicate_objects",
+                path=str(path),
+                count=self.duplicate_objects,
+                first=self.first_duplicate_object,
+                kept="the last of each kind, namespace and name",
+            )
+
+
 class RelistTarget(Protocol):
     """What `feed_fleet` drives: the relist half of `exporter.fleet.Fleet`."""
 
@@ -89,12 +145,15 @@ def snapshot_files(path: Path) -> list[Path]:
 def load(path: Path) -> dict[Resource, list[Raw]]:
     """Every watched object of the snapshot at `path`, by resource (every kind, maybe empty)."""
     found: dict[Resource, list[Raw]] = {resource: [] for resource in RESOURCES}
+    tally = Tally()
     for file in snapshot_files(path):
-        for entry in file_entries(file, read_text(file)):
+        for entry in file_entries(file, read_text(file), tally=tally):
             if entry.resource is None:
                 _log_skipped(entry)
             else:
+                tally.keep(entry)
                 found[entry.resource].append(entry.raw)
+    tally.warn(path)
     return found
 
 
@@ -115,11 +174,12 @@ def is_json(file: Path, text: str) -> bool:
     return file.suffix == ".json" or text.lstrip().startswith("{")
 
 
-def file_entries(file: Path, text: str) -> Iterator[Entry]:
-    """The objects of one file's text, in order (lazily, so a caller can pause between them)."""
+def file_entries(file: Path, text: str, *, tally: Tally | None = None) -> Iterator[Entry]:
+    """The objects of one file's text, in order (lazily, so a caller can pause between them);
+    keys given twice are counted in `tally`."""
     if is_json(file, text):
-        return json_entries(file, text)
-    return yaml_entries(file, text)
+        return json_entries(file, text, tally=tally)
+    return yaml_entries(file, text, tally=tally)
 
 
 async def feed_fleet(*, path: Path, fleet: RelistTarget, page_size: int = PAGE_SIZE) -> int:
@@ -130,30 +190,33 @@ async def feed_fleet(*, path: Path, fleet: RelistTarget, page_size: int = PAGE_S
         fleet.relist_begin(resource)
     pages: dict[Resource, list[Raw]] = {resource: [] for resource in RESOURCES}
     kept = skipped = 0
+    tally = Tally()
     for file in files:
         text = await asyncio.to_thread(read_text, file)
-        entries: Iterator[Entry] = file_entries(file, text)
-        if not is_json(file, text):
-            # libyaml builds whole documents in one call: do it off the event loop.
-            entries = iter(await asyncio.to_thread(list, entries))
-        for count, entry in enumerate(entries, start=1):
-            if entry.resource is None:
-                _log_skipped(entry)
-                skipped += 1
-            else:
+        entries = file_entries(file, text, tally=tally)
+        # JSON decodes an item in well under a millisecond in C: on the loop, in pages. A YAML
+        # item costs milliseconds of Python: in a thread, so the loop keeps answering scrapes.
+        batches = _batches(entries, page_size) if is_json(file, text) else _off_loop(entries)
+        del text
+        async for batch in batches:
+            for entry in batch:
+                if entry.resource is None:
+                    _log_skipped(entry)
+                    skipped += 1
+                    continue
                 kept += 1
+                tally.keep(entry)
                 page = pages[entry.resource]
                 page.append(entry.raw)
                 if len(page) >= page_size:
                     fleet.relist_page(entry.resource, page)
                     pages[entry.resource] = []
-            if count % page_size == 0:
-                await asyncio.sleep(0)
-        del text
+            await asyncio.sleep(0)
     for resource in RESOURCES:
         if pages[resource]:
             fleet.relist_page(resource, pages[resource])
         fleet.relist_end(resource)
+    tally.warn(path)
     log.info(
         "snapshot.loaded",
         path=str(path),
@@ -163,6 +226,72 @@ async def feed_fleet(*, path: Path, fleet: RelistTarget, page_size: int = PAGE_S
         seconds=round(time.monotonic() - started, 3),
     )
     return kept
+
+
+async def _batches(entries: Iterator[Entry], size: int) -> AsyncIterator[list[Entry]]:
+    """`entries` decoded on the loop, `size` at a time."""
+    batch: list[Entry] = []
+    for entry in entries:
+        batch.append(entry)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+#: Batches a YAML thread may decode ahead of the loop: bounds what it holds when the loop is busy.
+_AHEAD: Final = 2
+#: How often a blocked YAML thread looks whether it should stop (seconds).
+_STOP_POLL: Final = 0.1
+
+
+async def _off_loop(entries: Iterator[Entry], size: int = PAGE_SIZE) -> AsyncIterator[list[Entry]]:
+    """`entries` decoded in a daemon thread, `size` at a time, at most `_AHEAD` batches ahead.
+
+    Closing or cancelling the iteration tells the thread to stop before its next item; it is a
+    daemon thread, so even one item that takes long (a huge document) never delays the exit.
+    """
+    loop = asyncio.get_running_loop()
+    handed: asyncio.Queue[list[Entry] | BaseException | None] = asyncio.Queue()
+    room = threading.Semaphore(_AHEAD)
+    stop = threading.Event()
+
+    def put(item: list[Entry] | BaseException | None) -> bool:
+        while not room.acquire(timeout=_STOP_POLL):
+            if stop.is_set():
+                return False
+        try:
+            loop.call_soon_threadsafe(handed.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is reading any more
+            return False
+        return not stop.is_set()
+
+    def decode() -> None:
+        batch: list[Entry] = []
+        try:
+            for entry in entries:
+                if stop.is_set():
+                    return
+                batch.append(entry)
+                if len(batch) >= size:
+                    if not put(batch):
+                        return
+                    batch = []
+            if put(batch):
+                put(None)
+        except BaseException as error:  # handed to the loop, raised there
+            put(error)
+
+    threading.Thread(target=decode, name="snapshot-yaml", daemon=True).start()
+    try:
+        while (item := await handed.get()) is not None:
+            room.release()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 async def run_snapshot(*, path: Path, fleet: RelistTarget) -> None:
@@ -244,53 +373,56 @@ def _type_name(value: object) -> str:
 # --- YAML ------------------------------------------------------------------------------------
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]  # runtime base
-    """The safe loader (libyaml's when built with it) that leaves timestamps as text."""
+def yaml_entries(file: Path, text: str, *, tally: Tally | None = None) -> Iterator[Entry]:
+    """The objects of a (multi-document) YAML text, a List's items as they are read; empty
+    documents are skipped."""
+    reader = yamlstream.Reader(text)
+    try:
+        yield from _yaml_entries(file, reader.documents())
+    except yamlstream.YamlProblem as error:
+        raise SnapshotError(f"{file}: {error}") from error
+    finally:
+        if tally is not None:
+            tally.keys_given_twice(reader.duplicate_keys, f"{file}: {reader.first_duplicate}")
 
 
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def yaml_entries(file: Path, text: str) -> Iterator[Entry]:
-    """The objects of a (multi-document) YAML text; empty documents are skipped."""
-    documents = yaml.load_all(text, Loader=_Loader)
-    index = 0
-    while True:
-        try:
-            document = next(documents)
-        except StopIteration:
-            return
-        except yaml.YAMLError as error:
-            raise SnapshotError(f"{file}: document {index}: {_yaml_problem(error)}") from error
-        if document is not None:
-            yield from document_entries(file, document, f"document {index}")
-        index += 1
-
-
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    mark = getattr(error, "problem_mark", None)
-    problem = getattr(error, "problem", None) or str(error)
-    if mark is None:
-        return str(problem)
-    return f"line {mark.line + 1} column {mark.column + 1}: {problem}"
+def _yaml_entries(
+    file: Path, parts: Iterator[yamlstream.Item | yamlstream.Document]
+) -> Iterator[Entry]:
+    held: list[yamlstream.Item] = []  # kind-less items of a list whose kind comes after them
+    for part in parts:
+        where = f"document {part.index if isinstance(part, yamlstream.Document) else part.document}"
+        if isinstance(part, yamlstream.Item):
+            if isinstance(part.value, dict) and "kind" not in part.value:
+                held.append(part)
+            else:
+                yield from item_entries(file, {}, part.value, _at(where, f"item {part.index}"))
+        elif part.streamed:
+            members = part.value
+            for item in held:
+                yield from item_entries(file, members, item.value, _at(where, f"item {item.index}"))
+            held = []
+        elif part.value is not None:
+            yield from document_entries(file, part.value, where)
 
 
 # --- JSON ------------------------------------------------------------------------------------
 
 
-def json_entries(file: Path, text: str) -> Iterator[Entry]:
+def json_entries(file: Path, text: str, *, tally: Tally | None = None) -> Iterator[Entry]:
     """The objects of a JSON text: one or more top-level objects, List items decoded one by one."""
     parser = _JsonParser(file, text)
     position = parser.skip(0)
     index = 0
-    while position < len(text):
-        where = f"document {index}"
-        parser.expect(position, "{", where)
-        position = yield from parser.object_entries(position, where if index else "")
-        index += 1
+    try:
+        while position < len(text):
+            where = f"document {index}"
+            parser.expect(position, "{", where)
+            position = yield from parser.object_entries(position, where if index else "")
+            index += 1
+    finally:
+        if tally is not None:
+            tally.keys_given_twice(parser.duplicate_keys, parser.first_duplicate)
     if index == 0:
         raise SnapshotError(f"{file}: empty JSON file")
 
@@ -301,7 +433,21 @@ class _JsonParser:
     def __init__(self, file: Path, text: str) -> None:
         self.file = file
         self.text = text
-        self.decoder = json.JSONDecoder()
+        self.decoder = json.JSONDecoder(object_pairs_hook=self._object)
+        self.duplicate_keys = 0
+        self.first_duplicate = ""
+        self._where = ""
+
+    def _object(self, pairs: list[tuple[str, Any]]) -> Raw:
+        """A decoded object; keys given twice are counted (the last value wins, as in Go)."""
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            self.duplicate_keys += len(pairs) - len(obj)
+            if not self.first_duplicate:
+                keys = [key for key, _ in pairs]
+                key = next(k for k in keys if keys.count(k) > 1)
+                self.first_duplicate = f"{self.file}: {_place(self._where)}: key {key!r}"
+        return obj
 
     def object_entries(self, position: int, where: str) -> Generator[Entry, None, int]:
         """Decode the object at `position` member by member, yielding a List's items as they are
@@ -352,11 +498,14 @@ class _JsonParser:
 
     def value(self, position: int, where: str) -> tuple[Any, int]:
         """Decode one value at `position`; return it and the position after trailing whitespace."""
+        self._where = where
         try:
             value, end = self.decoder.raw_decode(self.text, position)
         except json.JSONDecodeError as error:
             message = f"line {error.lineno} column {error.colno}: {error.msg}"
             raise SnapshotError(f"{self.file}: {_place(where)}: {message}") from error
+        except RecursionError as error:  # the C decoder recurses once per level
+            raise self.error(position, where, "nested too deeply to decode") from error
         return value, self.skip(end)
 
     def expect(self, position: int, char: str, where: str) -> int:

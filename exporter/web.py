@@ -4,17 +4,23 @@ Contract:
 - `/metrics` serves the exposition's body as `text/plain; version=0.0.4; charset=utf-8`,
   gzip-encoded when the client accepts gzip (compressed off the event loop). With a bearer token
   configured, only `Authorization: Bearer <token>` gets it (constant-time comparison); anything
-  else is 401 with a `WWW-Authenticate` challenge. Before each body the worst event-loop lag
-  seen since the previous scrape is handed to the self-metrics.
+  else, bytes that are not text included, is 401 with a `WWW-Authenticate` challenge. Before
+  each body the worst event-loop lag seen since the previous scrape is handed to the
+  self-metrics. A client that goes away mid-body is counted and logged at debug, nothing more.
 - `/healthz` is 200 while the process and its event loop answer; it never depends on the API
   server or on readiness (a restart would not fix a slow API server).
 - `/readyz` is 503 naming everything that keeps us unready until every kind was listed once, then
   200 "ok". Both probes and the token-free paths answer without credentials (kubelet probes).
 - GET and HEAD only; other paths 404, other methods 405; aiohttp's request limits reject oversized
-  or malformed requests with a 4xx without disturbing the process.
+  or malformed requests with a 4xx without disturbing the process. Connections are capped below
+  the file limit, and must send a request head in time (`exporter.connections`); accept errors
+  are logged at most once per 10 s.
+- Stopping takes at most `SHUTDOWN_TIMEOUT` (10 s) plus the root tasks' cancellation: in-flight
+  requests get that long to finish, then their connections are aborted.
 - Root tasks (the watchers or the snapshot loader, and the lag probe) run as long as the app:
   started with it, cancelled and awaited when it stops. Crash-only: if one ends on its own, it is
-  logged and `serve` returns 1 so the pod restarts; SIGTERM/SIGINT stop cleanly and return 0.
+  logged and `serve` returns 1 so the pod restarts; SIGTERM, SIGINT and SIGHUP (the terminal
+  went away) stop cleanly and return 0.
 
 This is the only module that imports aiohttp.web.
 """
@@ -26,14 +32,16 @@ import contextlib
 import hmac
 import signal
 import ssl
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn, Protocol
 
 import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Handler
 
+from exporter.connections import ConnectionGuard, RateLimitedExceptionHandler
 from exporter.settings import Settings, read_bearer_token, tls_server_context
 
 log = structlog.get_logger(__name__)
@@ -42,9 +50,13 @@ CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 #: How often the lag probe wakes up. 0.1 s resolves the 100 ms stall budget (docs/benchmarks.md)
 #: and costs ten wake-ups a second, nothing next to a relist.
 LAG_PROBE_INTERVAL: Final = 0.1
-#: How long a stopping server lets in-flight requests finish. A scrape takes well under a second
-#: even at 100,000 VMIs, and Kubernetes grants 30 s between SIGTERM and SIGKILL by default.
+#: How long a stopping server lets in-flight requests finish before aborting their connections:
+#: the one bound on a stop (the chart's terminationGracePeriodSeconds is above it). A scrape
+#: takes well under a second even at 100,000 VMIs; Prometheus' default scrape timeout is 10 s.
 SHUTDOWN_TIMEOUT: Final = 10.0
+#: What aiohttp may still wait for after `SHUTDOWN_TIMEOUT`, per phase; by then every connection
+#: has been aborted, so this is only a backstop.
+_SERVER_CLEANUP_TIMEOUT: Final = 1.0
 
 #: Bytes handed to the transport per write: bounds the copy it buffers while the client reads.
 WRITE_SLICE: Final = 1 << 20
@@ -62,9 +74,12 @@ class Exposition(Protocol):
 
 
 class LagSink(Protocol):
-    """Where the lag probe reports (`exporter.selfmetrics.SelfMetrics` is one)."""
+    """Where the lag probe and the HTTP server report (`exporter.selfmetrics.SelfMetrics` is
+    one)."""
 
     def set_event_loop_lag(self, seconds: float) -> None: ...
+    def scrape_aborted(self) -> None: ...
+    def connection_refused(self) -> None: ...
 
 
 @dataclass
@@ -139,6 +154,8 @@ class Endpoints:
     #: None leaves /metrics open.
     bearer_token: str | None = None
     lag_probe: LagProbe = field(default_factory=LagProbe)
+    #: Set while `serve` runs: told when each request starts and ends.
+    guard: ConnectionGuard | None = None
 
 
 ENDPOINTS: Final = web.AppKey("endpoints", Endpoints)
@@ -155,7 +172,7 @@ def build_app(
 ) -> web.Application:
     """The exporter's aiohttp application; `root_tasks` run (with the lag probe) while it runs."""
     endpoints = Endpoints(exposition, lag_sink, bearer_token, lag_probe or LagProbe())
-    app = web.Application()
+    app = web.Application(middlewares=[_mark_busy])
     app[ENDPOINTS] = endpoints
     app[ROOT_TASKS] = RootTasks({**(root_tasks or {}), "event-loop-lag": endpoints.lag_probe.run})
     app.cleanup_ctx.append(_run_root_tasks)
@@ -172,6 +189,19 @@ async def _run_root_tasks(app: web.Application) -> AsyncIterator[None]:
     await tasks.stop()
 
 
+@web.middleware
+async def _mark_busy(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Tell the connection guard a request head arrived (no head deadline while it is served)."""
+    guard = request.app[ENDPOINTS].guard
+    if guard is None:
+        return await handler(request)
+    guard.request_started(request.transport)
+    try:
+        return await handler(request)
+    finally:
+        guard.request_finished(request.transport)
+
+
 async def _metrics(request: web.Request) -> web.StreamResponse:
     endpoints = request.app[ENDPOINTS]
     if endpoints.bearer_token is not None:
@@ -185,15 +215,21 @@ async def _metrics(request: web.Request) -> web.StreamResponse:
         body = await loop.run_in_executor(None, endpoints.exposition.body_gzip)
         headers["Content-Encoding"] = "gzip"
         return web.Response(body=body, headers=headers)
-    return await _write_chunks(request, headers, endpoints.exposition.body_chunks())
+    response = web.StreamResponse(headers=headers)
+    try:
+        await _write_chunks(request, response, endpoints.exposition.body_chunks())
+    except ConnectionError as error:  # reset, broken pipe, or aiohttp's "Connection lost"
+        # A scrape timeout on a large fleet does this every time: a count, not an error.
+        endpoints.lag_sink.scrape_aborted()
+        log.debug("http.scrape_aborted", remote=request.remote, error=str(error))
+    return response
 
 
 async def _write_chunks(
-    request: web.Request, headers: Mapping[str, str], chunks: list[bytes]
-) -> web.StreamResponse:
+    request: web.Request, response: web.StreamResponse, chunks: list[bytes]
+) -> None:
     """Send the cached pieces of the body as they are: joining tens of megabytes per scrape (and
     the transport copying them whole) would cost more than the scrape itself."""
-    response = web.StreamResponse(headers=headers)
     response.content_length = sum(len(chunk) for chunk in chunks)
     await response.prepare(request)
     if request.method != "HEAD":
@@ -202,13 +238,18 @@ async def _write_chunks(
             for start in range(0, len(view), WRITE_SLICE):
                 await response.write(view[start : start + WRITE_SLICE])
     await response.write_eof()
-    return response
 
 
 def _refusal(authorization: str | None, token: str) -> web.Response | None:
     """None when `authorization` carries the bearer token, else the 401 to send (RFC 6750)."""
     scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+    given = given.strip()
+    # Header bytes that are not text arrive as surrogates: never equal to a token, never encoded.
+    if (
+        scheme.lower() == "bearer"
+        and given.isascii()
+        and hmac.compare_digest(given.encode(), token.encode())
+    ):
         return None
     challenge = 'Bearer realm="kubevirt-update-exporter"'
     if authorization:
@@ -263,8 +304,9 @@ async def serve(
     lag_sink: LagSink,
     root_tasks: Mapping[str, RootTask],
 ) -> int:
-    """Serve until SIGTERM/SIGINT (return 0) or until a root task ends or the address cannot be
-    bound (return 1). Background work is cancelled and awaited before returning."""
+    """Serve until SIGTERM/SIGINT/SIGHUP (return 0) or until a root task ends or the address
+    cannot be bound (return 1). Background work is cancelled and awaited before returning; the
+    stop takes at most `SHUTDOWN_TIMEOUT` plus the root tasks' cancellation."""
     token = None
     if settings.bearer_token_file is not None:
         token = read_bearer_token(settings.bearer_token_file)  # once: no file IO per scrape
@@ -274,49 +316,88 @@ async def serve(
     app = build_app(
         exposition=exposition, lag_sink=lag_sink, bearer_token=token, root_tasks=root_tasks
     )
+    guard = app[ENDPOINTS].guard = ConnectionGuard(on_refused=lag_sink.connection_refused)
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(RateLimitedExceptionHandler())
     runner = web.AppRunner(
-        app, access_log_class=AccessLogger, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+        app,
+        access_log_class=AccessLogger,
+        handle_signals=False,
+        shutdown_timeout=_SERVER_CLEANUP_TIMEOUT,
+        keepalive_timeout=guard.idle_timeout,
     )
-    await runner.setup()
-    try:
-        return await _serve_until_stopped(runner, settings, ssl_context)
-    finally:
-        await runner.cleanup()
+    with _stop_signals() as signalled:
+        await runner.setup()
+        listener = None
+        try:
+            listener = await _listen(runner, guard, settings, ssl_context)
+            if listener is None:
+                return 1
+            return await _until_stopped(runner, signalled)
+        finally:
+            if listener is not None:
+                listener.close()  # no new connections from here on
+            await guard.drain(SHUTDOWN_TIMEOUT)
+            await runner.cleanup()
 
 
-async def _serve_until_stopped(
-    runner: web.AppRunner, settings: Settings, ssl_context: ssl.SSLContext | None
-) -> int:
+async def _listen(
+    runner: web.AppRunner,
+    guard: ConnectionGuard,
+    settings: Settings,
+    ssl_context: ssl.SSLContext | None,
+) -> asyncio.Server | None:
+    """Listen on the settings' address through the connection guard; None when it cannot."""
     address = f"{settings.listen_host}:{settings.listen_port}"
-    site = web.TCPSite(
-        runner, settings.listen_host or None, settings.listen_port, ssl_context=ssl_context
-    )
+    assert runner.server is not None  # set by runner.setup()
     try:
-        await site.start()
+        listener = await asyncio.get_running_loop().create_server(
+            guard.factory(runner.server),
+            settings.listen_host or None,
+            settings.listen_port,
+            ssl=ssl_context,
+            reuse_address=True,
+        )
     except OSError as error:
         log.error("serve.listen_failed", address=address, error=str(error))
-        return 1
-    log.info("serve.listening", address=address, tls=ssl_context is not None)
+        return None
+    log.info(
+        "serve.listening",
+        address=address,
+        tls=ssl_context is not None,
+        connection_limit=guard.limit,
+    )
+    return listener
+
+
+async def _until_stopped(runner: web.AppRunner, signalled: asyncio.Future[str]) -> int:
+    """Wait for a stop signal (0) or for a root task to end (1)."""
     ended = runner.app[ROOT_TASKS].ended
     assert ended is not None  # set by runner.setup(), which ran the cleanup context
-    signalled = await _until_signal_or(ended)
-    log.info("serve.stopping", reason=signalled or f"root task {ended.result()!r} ended")
-    return 0 if signalled else 1
+    await asyncio.wait([signalled, ended], return_when=asyncio.FIRST_COMPLETED)
+    if signalled.done():
+        log.info("serve.stopping", reason=signalled.result())
+        return 0
+    log.info("serve.stopping", reason=f"root task {ended.result()!r} ended")
+    return 1
 
 
-async def _until_signal_or(ended: asyncio.Future[str]) -> str | None:
-    """Wait for SIGTERM/SIGINT (return its name) or for `ended` (return None)."""
+#: SIGHUP too: a terminal that goes away must not kill the process without a word.
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[asyncio.Future[str]]:
+    """A future resolved with the name of the first stop signal received while inside."""
     loop = asyncio.get_running_loop()
     received: asyncio.Future[str] = loop.create_future()
-    stop_signals = (signal.SIGTERM, signal.SIGINT)
-    for signum in stop_signals:
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, _resolve, received, signum.name)
     try:
-        await asyncio.wait([received, ended], return_when=asyncio.FIRST_COMPLETED)
+        yield received
     finally:
-        for signum in stop_signals:
+        for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
-    return received.result() if received.done() else None
 
 
 def _resolve(future: asyncio.Future[str], value: str) -> None:

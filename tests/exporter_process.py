@@ -2,7 +2,8 @@
 
 Contract:
 - `ExporterProcess(args)` starts `python -m exporter serve ...` on a free loopback port with JSON
-  logs captured to a file; `wait_ready()` polls `/readyz` with a generous bound; `scrape()` returns
+  logs captured to a file (its file limit set when `file_limit` is given); `wait_ready()` polls
+  `/readyz` with a generous bound; `scrape()` returns
   the parsed `/metrics`; `stop()` sends SIGTERM and returns the exit code.
 - `parse_exposition(text)` turns the text format into {(name, labels): value}, ignoring comments;
   `Sample` keys let tests compare series sets order-insensitively.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -120,15 +122,26 @@ class ExporterProcess:
         workdir: Path,
         env: Mapping[str, str] | None = None,
         port: int | None = None,
+        file_limit: int | None = None,
     ) -> None:
         self.port = port or free_port()
         self.log = workdir / f"exporter-{self.port}.log"
         argv = [sys.executable, "-m", "exporter", "serve", *args]
         argv += ["--listen", f"127.0.0.1:{self.port}", "--log-format", "json"]
         environ = {**os.environ, **(env or {})}
+
+        def limit_files() -> None:  # in the child, before exec
+            if file_limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (file_limit, file_limit))
+
         with self.log.open("wb") as out:
             self.popen = subprocess.Popen(
-                argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=environ
+                argv,
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=environ,
+                preexec_fn=limit_files,
             )
 
     @property

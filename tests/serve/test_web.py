@@ -61,9 +61,16 @@ class FakeExposition:
 class RecordingLagSink:
     def __init__(self) -> None:
         self.lags: list[float] = []
+        self.aborted = self.refused = 0
 
     def set_event_loop_lag(self, seconds: float) -> None:
         self.lags.append(seconds)
+
+    def scrape_aborted(self) -> None:
+        self.aborted += 1
+
+    def connection_refused(self) -> None:
+        self.refused += 1
 
 
 Serve = Callable[..., Coroutine[Any, Any, TestClient[Any, Any]]]
