@@ -10,7 +10,10 @@ Contract:
   comments and whose documents carry the label `kubevirt-update-exporter/batch=<n>` (apply one
   batch with `kubectl create -f - -l kubevirt-update-exporter/batch=1`). `restart` VMIs appear as
   `virtctl restart` commands in comments, `manual` VMIs as comments with the reason. Everything
-  that is not a manifest is a comment, so an empty plan is a comment only. The word sequence that
+  that is not a manifest is a comment, so an empty plan is a comment only. Manifests are written
+  by a YAML serializer and every comment line by `comment`, which escapes what could end a comment
+  or upset a terminal (line breaks, control and format characters), so no value taken from an
+  object (names, reasons, strategies) can end a comment or start a document. The word sequence that
   stops a VM (which sets runStrategy Halted, kubevirt/kubevirt: pkg/virt-api/rest/lifecycle.go) is
   never emitted.
 - Batch size (`batch_sizing`): `--batch-size` when given (>= 1); else the cluster's
@@ -269,7 +272,8 @@ def _restart_lines(restarts: Sequence[VmiView]) -> list[str]:
     ]
     for view in restarts:
         reason = view.not_migratable_reason or "not live-migratable"
-        lines.append(f"# virtctl restart {view.name} -n {view.namespace}    # {reason}")
+        command = f"virtctl restart {view.name} -n {view.namespace}    # {reason}"
+        lines.extend(comment(command, wrap=False))  # one line: it is copied as a whole
     return lines
 
 
@@ -291,7 +295,28 @@ def _manual_lines(manual: Sequence[VmiView], cp: ControlPlane) -> list[str]:
     return lines
 
 
-def comment(text: str, *, width: int = WIDTH) -> list[str]:
-    """`text` as YAML comment lines of at most `width` columns (newlines cannot escape)."""
-    flat = " ".join(text.split())
-    return ["# " + line for line in textwrap.wrap(flat, width - 2, subsequent_indent="  ")] or ["#"]
+def comment(text: str, *, width: int = WIDTH, wrap: bool = True) -> list[str]:
+    """`text` as YAML comment lines (of at most `width` columns when `wrap`, else one line).
+
+    The only way text reaches the plan outside a manifest: every whitespace character (line
+    breaks included: YAML also ends a line at NEL, LS and PS) becomes a space, and every other
+    character Python does not print (controls, format characters such as bidi overrides,
+    surrogates, unassigned code points) is shown as its escape, `\\x1b` or `\\u202e`. What is left
+    is printable on one line, for YAML and for a terminal alike.
+    """
+    shown = "".join(map(_shown, text))
+    if not wrap:
+        return ["# " + shown.strip() if shown.strip() else "#"]
+    lines = textwrap.wrap(" ".join(shown.split()), width - 2, subsequent_indent="  ")
+    return ["# " + line for line in lines] or ["#"]
+
+
+def _shown(char: str) -> str:
+    if char.isprintable():
+        return char
+    if char.isspace():
+        return " "
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
