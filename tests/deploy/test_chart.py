@@ -18,6 +18,7 @@ import yaml
 
 from exporter import __version__
 from exporter.settings import parse_settings
+from exporter.web import SHUTDOWN_TIMEOUT
 from tests.chart import (
     CHART,
     CI_VALUES,
@@ -476,6 +477,11 @@ BAD_VALUES = [
     ),
     pytest.param(["serviceMonitor.interval=often"], "interval", id="interval-not-a-duration"),
     pytest.param(["image.digest=latest"], "digest", id="digest-not-sha256"),
+    pytest.param(
+        ["terminationGracePeriodSeconds=10"],
+        "terminationGracePeriodSeconds",
+        id="grace-period-not-above-the-shutdown-timeout",
+    ),
 ]
 
 
@@ -632,3 +638,10 @@ def test_rendered_args_and_env_are_valid_exporter_settings(name: str, tmp_path: 
     if name == "tls-bearer":
         assert settings.tls_cert_file is not None
         assert settings.bearer_token_file is not None
+
+
+@pytest.mark.parametrize("sets", [[], ["sharding.enabled=true", "sharding.replicas=2"]])
+def test_the_pod_outlives_the_exporters_shutdown_timeout(sets: list[str]) -> None:
+    kind = "StatefulSet" if sets else "Deployment"
+    pod = one(render(sets=sets), kind)["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > SHUTDOWN_TIMEOUT
