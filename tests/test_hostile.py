@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import yaml
 
+from exporter import snapshot
 from exporter.web import SHUTDOWN_TIMEOUT
 from tests.cluster import REPO
 from tests.exporter_process import ExporterProcess, eventually, select
@@ -288,3 +290,22 @@ def test_slow_header_senders_cannot_starve_scrapes_or_flood_the_log(tmp_path: Pa
         assert proc.alive()
     lines = proc.log.read_text().splitlines()
     assert len(lines) < 100, f"{len(lines)} log lines"
+
+
+def test_json_keys_and_objects_given_twice_are_counted_in_one_warning_each(
+    tmp_path: Path,
+) -> None:
+    vmi = json.dumps(example_vmi())
+    twice_keyed = vmi.replace('"kind": ', '"kind": "Pod", "kind": ', 1)
+    path = tmp_path / "dups.json"
+    path.write_text(f'{{"apiVersion": "v1", "kind": "List", "items": [{vmi}, {twice_keyed}]}}')
+    with structlog.testing.capture_logs() as logs:
+        loaded = snapshot.load(path)
+    assert len(loaded["virtualmachineinstances"]) == 2
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert [(e["event"], e["count"]) for e in warnings] == [
+        ("snapshot.duplicate_keys", 1),
+        ("snapshot.duplicate_objects", 1),
+    ]
+    assert warnings[0]["first"] == f"{path}: item 1: key 'kind'"
+    assert warnings[1]["first"] == f"{path}: item 1"
