@@ -21,7 +21,7 @@ import yaml
 
 from exporter import snapshot
 from exporter.web import SHUTDOWN_TIMEOUT
-from tests.cluster import REPO
+from tests import REPO
 from tests.exporter_process import ExporterProcess, eventually, select
 
 EXAMPLE = REPO / "examples" / "cluster-snapshot.yaml"
@@ -265,6 +265,7 @@ def test_slow_header_senders_cannot_starve_scrapes_or_flood_the_log(tmp_path: Pa
                         sock.send(b"X")
                     except OSError:
                         slow.remove(sock)
+                        sock.close()
                         closed_by_server += 1
 
         thread = threading.Thread(target=trickle)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from exporter import report
 from exporter.model import ACTIONS, ControlPlane, KubeVirt, VmiView
 from exporter.plan import build_plan, migration_manifest, render_plan
-from tests.test_report import NOW, control_plane, kubevirt, view
+from tests.cli.test_report import NOW, control_plane, kubevirt, view
 
 #: Values that broke out of a comment, or would if escaping missed a case.
 HOSTILE = (
