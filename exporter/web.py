@@ -191,15 +191,12 @@ async def _run_root_tasks(app: web.Application) -> AsyncIterator[None]:
 
 @web.middleware
 async def _mark_busy(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Tell the connection guard a request head arrived (no head deadline while it is served)."""
+    """Tell the connection guard a request head arrived (no head deadline while it is served,
+    until `AccessLogger.log` says the response is written)."""
     guard = request.app[ENDPOINTS].guard
-    if guard is None:
-        return await handler(request)
-    guard.request_started(request.transport)
-    try:
-        return await handler(request)
-    finally:
-        guard.request_finished(request.transport)
+    if guard is not None:
+        guard.request_started(request.transport)
+    return await handler(request)
 
 
 async def _metrics(request: web.Request) -> web.StreamResponse:
@@ -283,9 +280,12 @@ async def _readyz(request: web.Request) -> web.StreamResponse:
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One debug event per request, through structlog like every other line."""
+    """One debug event per request, through structlog like every other line; also tells the
+    connection guard the response is written (aiohttp logs access after its last byte)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if isinstance(request, web.Request) and (guard := request.app[ENDPOINTS].guard):
+            guard.request_finished(request.transport)
         log.debug(
             "http.request",
             method=request.method,
