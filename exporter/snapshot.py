@@ -25,11 +25,12 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -198,20 +199,21 @@ async def feed_fleet(*, path: Path, fleet: RelistTarget, page_size: int = PAGE_S
         # item costs milliseconds of Python: in a thread, so the loop keeps answering scrapes.
         batches = _batches(entries, page_size) if is_json(file, text) else _off_loop(entries)
         del text
-        async for batch in batches:
-            for entry in batch:
-                if entry.resource is None:
-                    _log_skipped(entry)
-                    skipped += 1
-                    continue
-                kept += 1
-                tally.keep(entry)
-                page = pages[entry.resource]
-                page.append(entry.raw)
-                if len(page) >= page_size:
-                    fleet.relist_page(entry.resource, page)
-                    pages[entry.resource] = []
-            await asyncio.sleep(0)
+        async with contextlib.aclosing(batches):  # whatever ends the loop stops the decoding
+            async for batch in batches:
+                for entry in batch:
+                    if entry.resource is None:
+                        _log_skipped(entry)
+                        skipped += 1
+                        continue
+                    kept += 1
+                    tally.keep(entry)
+                    page = pages[entry.resource]
+                    page.append(entry.raw)
+                    if len(page) >= page_size:
+                        fleet.relist_page(entry.resource, page)
+                        pages[entry.resource] = []
+                await asyncio.sleep(0)
     for resource in RESOURCES:
         if pages[resource]:
             fleet.relist_page(resource, pages[resource])
@@ -228,7 +230,7 @@ async def feed_fleet(*, path: Path, fleet: RelistTarget, page_size: int = PAGE_S
     return kept
 
 
-async def _batches(entries: Iterator[Entry], size: int) -> AsyncIterator[list[Entry]]:
+async def _batches(entries: Iterator[Entry], size: int) -> AsyncGenerator[list[Entry], None]:
     """`entries` decoded on the loop, `size` at a time."""
     batch: list[Entry] = []
     for entry in entries:
@@ -246,7 +248,9 @@ _AHEAD: Final = 2
 _STOP_POLL: Final = 0.1
 
 
-async def _off_loop(entries: Iterator[Entry], size: int = PAGE_SIZE) -> AsyncIterator[list[Entry]]:
+async def _off_loop(
+    entries: Iterator[Entry], size: int = PAGE_SIZE
+) -> AsyncGenerator[list[Entry], None]:
     """`entries` decoded in a daemon thread, `size` at a time, at most `_AHEAD` batches ahead.
 
     Closing or cancelling the iteration tells the thread to stop before its next item; it is a
