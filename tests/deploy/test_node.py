@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import builders
+from tests import REPO, builders
 from tests.chart import CHART, helm_binary
 from tests.cluster import Cluster, free_port
 from tests.exporter_process import ExporterProcess, Samples, eventually, parse_exposition
@@ -37,7 +37,6 @@ from tests.node.image import IMAGE_REPOSITORY, build_image, image_tag
 
 pytestmark = pytest.mark.node
 
-REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 RULES = REPO / "alerts" / "kubevirt-update-exporter.rules.yaml"
 JOB = "kubevirt-update-exporter"
@@ -311,10 +310,21 @@ def prometheus_config(cluster: Cluster, namespace: str) -> Json:
     }
 
 
+def upstream_prometheus() -> Path:
+    """Prometheus with Kubernetes service discovery (Debian's package is built without it),
+    built by scripts/install-tools."""
+    proc = subprocess.run(
+        [str(REPO / "scripts" / "install-tools")], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, f"scripts/install-tools failed:\n{proc.stderr[-3000:]}"
+    binary = Path(proc.stdout.strip().splitlines()[-1]) / "prometheus-upstream"
+    assert binary.exists(), f"{binary} is missing after scripts/install-tools"
+    return binary
+
+
 @pytest.fixture
 def prometheus(node: Node, tmp_path: Path) -> Iterator[Prometheus]:
-    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-    assert Path(binary).exists(), "prometheus not found: install Debian package `prometheus`"
+    binary = upstream_prometheus()
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump(prometheus_config(node.cluster, "monitoring")))
     port = free_port()
@@ -511,7 +521,8 @@ def test_the_sidecar_container_serves_beside_a_main_container(
             f"/api/v1/namespaces/{namespace}/configmaps/kue-sidecar-kubevirt-update-exporter-sidecar",
         )
         assert status == 200, configmap
-        sidecar = yaml.safe_load(configmap["data"]["container.yaml"])
+        # One item of a pod's `containers` list, as the chart documents it.
+        (sidecar,) = yaml.safe_load(configmap["data"]["container.yaml"])
         volumes = yaml.safe_load(configmap["data"].get("volumes.yaml", "[]")) or []
         restricted = {
             "runAsNonRoot": True,
@@ -547,7 +558,7 @@ def test_the_sidecar_container_serves_beside_a_main_container(
         status, body = node.cluster.request(
             "POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", deployment
         )
-        assert status == 201, body
+        assert status == 201, body.get("message", body)
         try:
             (pod,) = node.ready_pods(namespace, "app=host-app", 1)
         except Exception as err:
