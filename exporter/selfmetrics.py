@@ -11,6 +11,9 @@ Contract:
 - `set_event_loop_lag` records one measurement; the gauge shows the worst since the previous
   `render()` (one scrape interval), and `render()` starts a new interval.
 - Calls are cheap (a dict update) and never raise for a known resource.
+- The registry also holds prometheus_client's standard `process_*` (CPU, memory, open file
+  descriptors, start time; Linux /proc) and `python_info` collectors, as every Python exporter
+  serves them.
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Final
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporter import __version__, metrics
@@ -60,6 +68,8 @@ class SelfMetrics:
         self._refused_connections = 0.0
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
 
     # --- written by the watch loops -----------------------------------------------------------
 

@@ -11,6 +11,8 @@ Contract:
   server or on readiness (a restart would not fix a slow API server).
 - `/readyz` is 503 naming everything that keeps us unready until every kind was listed once, then
   200 "ok". Both probes and the token-free paths answer without credentials (kubelet probes).
+- `/` is a small HTML landing page (name, version, links to the three endpoints), as exporters
+  built on the Prometheus exporter toolkit serve; it reveals nothing a probe does not.
 - GET and HEAD only; other paths 404, other methods 405; aiohttp's request limits reject oversized
   or malformed requests with a 4xx without disturbing the process. Connections are capped below
   the file limit, and must send a request head in time (`exporter.connections`); accept errors
@@ -41,6 +43,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
+from exporter import __version__
 from exporter.connections import ConnectionGuard, RateLimitedExceptionHandler
 from exporter.settings import Settings, read_bearer_token, tls_server_context
 
@@ -179,6 +182,7 @@ def build_app(
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/", _landing)
     return app
 
 
@@ -265,6 +269,26 @@ def accepts_gzip(accept_encoding: str) -> bool:
             if float(quality) > 0:
                 return True
     return False
+
+
+LANDING_PAGE: Final = f"""<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>kubevirt-update-exporter</title></head>
+<body>
+<h1>kubevirt-update-exporter</h1>
+<p>Version {__version__}</p>
+<ul>
+<li><a href="metrics">/metrics</a></li>
+<li><a href="healthz">/healthz</a></li>
+<li><a href="readyz">/readyz</a></li>
+</ul>
+</body>
+</html>
+"""
+
+
+async def _landing(request: web.Request) -> web.StreamResponse:
+    return web.Response(text=LANDING_PAGE, content_type="text/html")
 
 
 async def _healthz(request: web.Request) -> web.StreamResponse:

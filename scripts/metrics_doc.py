@@ -41,6 +41,17 @@ one served.
 """
 
 
+STANDARD = """
+## Standard process metrics (always served)
+
+prometheus_client's collectors, as every Python exporter serves them (names and meaning are
+prometheus_client's, not this project's contract): `process_cpu_seconds_total`,
+`process_resident_memory_bytes`, `process_virtual_memory_bytes`, `process_open_fds`,
+`process_max_fds`, `process_start_time_seconds` (from Linux /proc), and `python_info`
+(labels `implementation`, `major`, `minor`, `patchlevel`, `version`).
+"""
+
+
 def render() -> str:
     """The whole METRICS.md text."""
     parts = [INTRO]
@@ -48,6 +59,7 @@ def render() -> str:
         families = [f for f in FAMILIES if f.group == group]
         parts.append(f"\n## {title}\n\n| Metric | Type | Labels | Meaning |\n|---|---|---|---|\n")
         parts.extend(_row(f) for f in families)
+    parts.append(STANDARD)
     return "".join(parts)
 
 

@@ -47,9 +47,13 @@ class Exposition:
         """Samples as comparable tuples (of one family, or all)."""
         return {(s.name, s.labels, s.value) for s in self.samples if name is None or s.name == name}
 
-    def without(self, prefix: str) -> set[tuple[str, Labels, float]]:
-        """Samples as tuples, leaving out the families whose name starts with `prefix`."""
-        return {t for t in self.series() if not t[0].startswith(prefix)}
+    def without(self, *prefixes: str) -> set[tuple[str, Labels, float]]:
+        """Samples as tuples, leaving out the families whose name starts with one of `prefixes`."""
+        return {t for t in self.series() if not t[0].startswith(prefixes)}
+
+
+#: The self-metrics of the process (they change between two scrapes of the same fleet).
+SELF_METRICS = ("kubevirt_update_exporter_", "process_", "python_")
 
 
 def labels(**values: str) -> Labels:

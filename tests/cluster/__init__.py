@@ -28,7 +28,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -44,6 +44,8 @@ REPO = Path(__file__).resolve().parents[2]
 CRDS = Path(__file__).with_name("crds.yaml")
 #: The user of `--token-auth-file` that has no bindings until a test gives it some.
 RESTRICTED_USER = "restricted"
+#: The `kubernetes` Service's cluster IP: the first address of --service-cluster-ip-range.
+KUBERNETES_SERVICE_IP = "10.0.0.1"
 #: How long the control plane may take to become ready on a loaded 2-core machine.
 READY_TIMEOUT = 180.0
 
@@ -81,9 +83,14 @@ def build_binaries() -> Path:
 
 @dataclass
 class Pki:
-    """Throwaway certificates and keys, written as PEM files into `directory`."""
+    """Throwaway certificates and keys, written as PEM files into `directory`.
+
+    The serving certificate is valid for loopback, `kubernetes.default.svc` and `extra_ips` (a
+    node's pods reach the API server at its advertise address or the `kubernetes` Service IP).
+    """
 
     directory: Path
+    extra_ips: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -105,6 +112,7 @@ class Pki:
                 x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                 x509.DNSName("localhost"),
                 x509.DNSName("kubernetes.default.svc"),
+                *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in self.extra_ips),
             ],
         )
         self.admin_cert, self.admin_key = self._leaf(
@@ -207,7 +215,12 @@ class Process:
     def tail(self, lines: int = 40) -> str:
         if not self.log.exists():
             return f"({self.name}: no log)"
-        text = self.log.read_text(errors="replace").splitlines()[-lines:]
+        # Kubernetes components print every flag at start: noise next to why they stopped.
+        text = [
+            line
+            for line in self.log.read_text(errors="replace").splitlines()
+            if "flags.go" not in line
+        ][-lines:]
         return f"--- {self.name} log ({self.log}) ---\n" + "\n".join(text)
 
 
@@ -223,6 +236,8 @@ class Cluster:
     restricted_token: str
     etcd: Process
     apiserver: Process
+    #: The address the API server listens on and advertises (loopback unless a node needs it).
+    host: str = "127.0.0.1"
     kubeconfig: Path = field(init=False)
     _ssl: ssl.SSLContext = field(init=False, repr=False)
 
@@ -234,11 +249,24 @@ class Cluster:
     # -- lifecycle -------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, workdir: Path) -> Cluster:
-        """Build (if needed) and start a control plane in `workdir`; ready with CRDs installed."""
+    def start(
+        cls,
+        workdir: Path,
+        *,
+        host: str = "127.0.0.1",
+        for_node: bool = False,
+        extra_args: Sequence[str] = (),
+    ) -> Cluster:
+        """Build (if needed) and start a control plane in `workdir`; ready with CRDs installed.
+
+        `for_node` prepares it for a kubelet (tests/node): it listens on and advertises `host`
+        (an address on the node's bridge, not loopback), its certificate also names `host` and
+        the `kubernetes` Service IP, and the ServiceAccount admission plugin stays on so pods
+        get their projected tokens. `extra_args` are appended to the API server's flags.
+        """
         binaries = build_binaries()
         workdir.mkdir(parents=True, exist_ok=True)
-        pki = Pki(workdir / "pki")
+        pki = Pki(workdir / "pki", extra_ips=(host, KUBERNETES_SERVICE_IP) if for_node else ())
         etcd_port, peer_port, apiserver_port = free_port(), free_port(), free_port()
         token = os.urandom(16).hex()
         tokens = workdir / "tokens.csv"
@@ -264,9 +292,9 @@ class Cluster:
                 str(binaries / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{etcd_port}",
                 f"--secure-port={apiserver_port}",
-                "--bind-address=127.0.0.1",
+                f"--bind-address={host}",
                 # No default route on these machines: the advertise address must be given.
-                "--advertise-address=127.0.0.1",
+                f"--advertise-address={host}",
                 # A loopback advertise address is refused by the endpoint reconciler; nothing
                 # here needs the `kubernetes` Service's endpoints.
                 "--endpoint-reconciler-type=none",
@@ -281,9 +309,10 @@ class Cluster:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 "--service-cluster-ip-range=10.0.0.0/24",
                 # As envtest does: no ServiceAccount admission (no controller-manager makes tokens).
-                "--disable-admission-plugins=ServiceAccount",
+                *([] if for_node else ["--disable-admission-plugins=ServiceAccount"]),
                 "--allow-privileged=true",
                 "--v=1",
+                *extra_args,
             ],
             workdir / "kube-apiserver.log",
         )
@@ -296,6 +325,7 @@ class Cluster:
             restricted_token=token,
             etcd=etcd,
             apiserver=apiserver,
+            host=host,
         )
         try:
             etcd.start()
@@ -414,7 +444,7 @@ class Cluster:
     @property
     def server(self) -> str:
         """The API server's URL."""
-        return f"https://127.0.0.1:{self.apiserver_port}"
+        return f"https://{self.host}:{self.apiserver_port}"
 
     @property
     def ca_file(self) -> Path:

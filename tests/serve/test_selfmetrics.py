@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import platform
+import time
 
 from exporter import __version__, metrics
 from exporter.model import RESOURCES
 from exporter.selfmetrics import EVENT_TYPES, RESULTS, SelfMetrics
+from tests import REPO
 from tests.exposition import as_dict, label_sets, parse
+
+#: prometheus_client's ProcessCollector (Linux /proc) and PlatformCollector families.
+STANDARD_FAMILIES = (
+    "process_virtual_memory_bytes",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "process_cpu_seconds_total",
+    "process_open_fds",
+    "process_max_fds",
+    "python_info",
+)
 
 
 def test_every_knowable_series_exists_at_zero_from_the_start() -> None:
@@ -26,13 +39,20 @@ def test_every_knowable_series_exists_at_zero_from_the_start() -> None:
         assert label_sets(got.of(family), "resource", "result") == {
             (r, result) for r in RESOURCES for result in RESULTS
         }
-    assert {s.value for s in got.samples if s.name != "kubevirt_update_exporter_build_info"} == {0}
+    assert {
+        s.value
+        for s in got.samples
+        if s.name.startswith("kubevirt_update_exporter_")
+        and s.name != "kubevirt_update_exporter_build_info"
+    } == {0}
 
 
 def test_the_families_are_those_of_the_table_with_its_help_and_no_created_series() -> None:
     got = parse(SelfMetrics().render())
     table = [f for f in metrics.FAMILIES if f.group == "exporter"]
-    assert list(got.families) == [f.name for f in table]
+    ours = [name for name in got.families if name.startswith("kubevirt_update_")]
+    assert ours == [f.name for f in table]
+    assert set(got.families) - set(ours) == set(STANDARD_FAMILIES)
     for family in table:
         assert got.families[family.name] == (family.type, family.help)
     assert not [s for s in got.samples if s.name.endswith("_created")]
@@ -109,3 +129,23 @@ def test_gauges_set_by_the_fleet_show_their_last_value() -> None:
     assert objects[("virtualmachines",)] == 12
     assert got.of("kubevirt_update_exporter_verdict_disagreements")[0].value == 3
     assert got.of("kubevirt_update_exporter_render_duration_seconds")[0].value == 0.25
+
+
+def test_the_standard_process_and_python_families_describe_this_process() -> None:
+    got = parse(SelfMetrics().render())
+    (rss,) = got.of("process_resident_memory_bytes")
+    (start,) = got.of("process_start_time_seconds")
+    (info,) = got.of("python_info")
+    (open_fds,) = got.of("process_open_fds")
+    assert rss.value > 1 << 20
+    assert 0 < start.value <= time.time()
+    assert open_fds.value >= 3
+    assert (info.label("implementation"), info.label("version"), info.value) == (
+        platform.python_implementation(),
+        platform.python_version(),
+        1,
+    )
+    # Documented beside the project's own families.
+    doc = (REPO / "METRICS.md").read_text()
+    for family in STANDARD_FAMILIES:
+        assert f"`{family}`" in doc

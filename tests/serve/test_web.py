@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import re
 import signal
 import socket
 import ssl
@@ -17,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from exporter import web
+from exporter import __version__, web
 from exporter.fleet import Fleet
 from exporter.model import RESOURCES
 from exporter.objects import Scope
@@ -244,10 +245,25 @@ async def test_healthz_is_200_while_the_fleet_is_not_ready(serve: Serve) -> None
 
 async def test_unknown_paths_are_404_and_other_methods_405(serve: Serve) -> None:
     client = await serve()
-    assert (await client.get("/")).status == 404
+    assert (await client.get("/index.html")).status == 404
     assert (await client.get("/metrics/extra")).status == 404
+    assert (await client.post("/", data=b"x")).status == 405
     assert (await client.post("/metrics", data=b"x")).status == 405
     assert (await client.delete("/healthz")).status == 405
+
+
+async def test_the_landing_page_names_the_exporter_and_links_its_endpoints(serve: Serve) -> None:
+    client = await serve(bearer_token=TOKEN)
+    response = await client.get("/")
+    assert response.status == 200
+    assert response.content_type == "text/html"
+    page = await response.text()
+    assert "<title>kubevirt-update-exporter</title>" in page
+    assert f"Version {__version__}" in page
+    # Relative links: they work behind a path-prefixing proxy too.
+    assert re.findall(r'href="([^"]+)"', page) == ["metrics", "healthz", "readyz"]
+    assert "kubevirt_update_" not in page  # no metrics without the token
+    assert (await client.head("/")).status == 200
 
 
 async def test_an_oversized_request_is_refused_and_the_server_keeps_serving(serve: Serve) -> None:

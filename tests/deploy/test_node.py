@@ -1,0 +1,570 @@
+"""The user's path on a real node: image -> `helm install` -> a pod -> Prometheus scrapes it.
+
+One single-node cluster (tests/node: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler, kubelet, containerd + runc, CNI on a bridge of its own) runs the image built from
+the Dockerfile (scripts/build-image), imported into containerd: the chart is installed with its
+default values plus only the image override (pullPolicy Never: there is no registry), in a
+namespace enforcing the restricted Pod Security Standard. What a pod serves is compared with a
+reference: the same exporter run here, outside the cluster, against the same API server.
+
+The tests share the node and the fleet and run in file order (install before upgrade before
+uninstall). If any component cannot start, they fail with its logs; they never skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests import REPO, builders
+from tests.chart import CHART, helm_binary
+from tests.cluster import Cluster, free_port
+from tests.exporter_process import ExporterProcess, Samples, eventually, parse_exposition
+from tests.node import NODE_NAME, PAUSE_IMAGE, Node
+from tests.node.image import IMAGE_REPOSITORY, build_image, image_tag
+
+pytestmark = pytest.mark.node
+
+ARTIFACTS = REPO / "test-artifacts"
+RULES = REPO / "alerts" / "kubevirt-update-exporter.rules.yaml"
+JOB = "kubevirt-update-exporter"
+RELEASE = "kue"
+SELECTOR = f"app.kubernetes.io/instance={RELEASE}"
+#: The only values a user running a locally built image must set.
+IMAGE_VALUES = [
+    f"image.repository={IMAGE_REPOSITORY}",
+    f"image.tag={image_tag()}",
+    "image.pullPolicy=Never",
+]
+
+Json = dict[str, Any]
+
+
+# -- the node and the fleet --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def node(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Node]:
+    workdir = tmp_path_factory.mktemp("node")
+    try:
+        started = Node.start(workdir, images=[build_image()])
+    except BaseException:
+        keep_logs(workdir)
+        raise
+    try:
+        yield started
+    finally:
+        failed = request.session.testsfailed
+        started.stop()
+        if failed:
+            keep_logs(workdir)
+
+
+def keep_logs(workdir: Path) -> None:
+    kept = ARTIFACTS / f"node-{os.getpid()}"
+    kept.mkdir(parents=True, exist_ok=True)
+    for log in workdir.rglob("*.log"):
+        shutil.copy(log, kept / log.name)
+    print(f"\nnode logs kept in {kept}")
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The KubeVirt objects the tests created."""
+
+    namespaces: tuple[str, ...]
+    vmis: int
+
+
+@pytest.fixture(scope="module")
+def fleet(node: Node) -> Fleet:
+    """A converged KubeVirt CR (LiveMigrate) and, over three namespaces, outdated VMIs that will
+    migrate, restart or need a human, a failed update migration, and up-to-date VMIs."""
+    cluster = node.cluster
+    suffix = uuid.uuid4().hex[:6]
+    apps, db, edge = f"apps-{suffix}", f"db-{suffix}", f"edge-{suffix}"
+    objects: list[Json] = [builders.kubevirt("kubevirt", "kubevirt", reported_outdated=7)]
+    for i in range(8):
+        name = f"web-{i}"
+        objects += [
+            builders.vmi(
+                name, apps, launcher_image=builders.OLD_IMAGE, outdated_label=True, node=NODE_NAME
+            ),
+            builders.vm(name, apps),
+        ]
+    for i in range(4):
+        objects += [builders.vmi(f"fresh-{i}", apps), builders.vm(f"fresh-{i}", apps)]
+    for i in range(3):
+        name = f"pg-{i}"
+        objects += [
+            builders.vmi(
+                name, db, launcher_image=builders.OLD_IMAGE, outdated_label=True,
+                live_migratable=False,
+            ),
+            builders.vm(name, db, run_strategy="Always"),
+        ]  # fmt: skip
+    objects += [
+        builders.vmi(
+            "router", edge, launcher_image=builders.OLD_IMAGE, outdated_label=True,
+            owner_vm=None, live_migratable=False,
+        ),
+        builders.vmi("gw", edge, launcher_image=builders.OLD_IMAGE, outdated_label=True),
+        builders.vm("gw", edge),
+        builders.vmim("attempt-1", edge, vmi_name="gw", phase="Failed", workload_update=True),
+    ]  # fmt: skip
+    # VMs first: a VMI's ownerReference must carry its VM's real uid, or the garbage collector
+    # (a real kube-controller-manager runs here) deletes the VMI as an orphan.
+    uids: dict[tuple[str, str], str] = {}
+    for obj in sorted(objects, key=lambda o: o["kind"] != "VirtualMachine"):
+        meta = obj["metadata"]
+        for ref in meta.get("ownerReferences", []):
+            if ref["kind"] == "VirtualMachine":
+                ref["uid"] = uids[(meta["namespace"], ref["name"])]
+        created = cluster.create(obj, finalizers=False)
+        uids[(meta["namespace"], meta["name"])] = created["metadata"]["uid"]
+    vmis = sum(1 for obj in objects if obj["kind"] == "VirtualMachineInstance")
+    return Fleet(namespaces=(apps, db, edge), vmis=vmis)
+
+
+@pytest.fixture(scope="module")
+def reference(
+    node: Node, fleet: Fleet, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ExporterProcess]:
+    """The exporter run here against the same API server: what a pod must serve."""
+    process = ExporterProcess(
+        ["--kubeconfig", str(node.cluster.kubeconfig)],
+        workdir=tmp_path_factory.mktemp("reference"),
+    )
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def helm(cluster: Cluster, *args: str) -> str:
+    proc = subprocess.run(
+        [str(helm_binary()), "--kubeconfig", str(cluster.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"helm {' '.join(args)}:\n{proc.stderr}"
+    return proc.stdout
+
+
+def restricted_namespace(cluster: Cluster, name: str) -> str:
+    """A namespace that enforces the restricted Pod Security Standard."""
+    labels = {
+        f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")
+    }
+    status, body = cluster.request(
+        "POST",
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}},
+    )
+    assert status == 201, body
+    return name
+
+
+def get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.status, resp.read().decode()
+
+
+def scrape(pod: Json, port: int = 8080) -> Samples:
+    status, text = get(f"http://{pod['status']['podIP']}:{port}/metrics")
+    assert status == 200
+    return parse_exposition(text)
+
+
+def fleet_series(samples: Samples) -> Samples:
+    """What the exporter says about the cluster: its families without its own health."""
+    return {
+        key: value
+        for key, value in samples.items()
+        if key[0].startswith("kubevirt_update_")
+        and not key[0].startswith("kubevirt_update_exporter_")
+    }
+
+
+def agrees(pod: Json, reference: ExporterProcess, port: int = 8080) -> bool:
+    expected = fleet_series(reference.scrape())
+    assert len(expected) > 50
+    return fleet_series(scrape(pod, port)) == expected
+
+
+# -- install, Ready, /metrics ------------------------------------------------------------------
+
+
+def test_helm_install_runs_a_ready_pod_serving_what_the_api_server_holds(
+    node: Node, fleet: Fleet, reference: ExporterProcess
+) -> None:
+    namespace = restricted_namespace(node.cluster, "monitoring")
+    helm(
+        node.cluster,
+        "install", RELEASE, str(CHART), "--namespace", namespace,
+        *[arg for value in IMAGE_VALUES for arg in ("--set", value)],
+    )  # fmt: skip
+    try:
+        (pod,) = node.ready_pods(namespace, SELECTOR, 1)
+    except Exception as err:
+        raise AssertionError(f"{err}\n{node.describe(namespace)}") from err
+    spec = pod["spec"]
+    assert spec["nodeName"] == NODE_NAME
+    (container,) = spec["containers"]
+    assert container["image"] == f"{IMAGE_REPOSITORY}:{image_tag()}"
+    # In-cluster config: the projected token and kube-root-ca.crt, nothing else.
+    (projected,) = [v["projected"] for v in spec["volumes"] if "projected" in v]
+    sources = {next(iter(source)) for source in projected["sources"]}
+    assert sources == {"serviceAccountToken", "configMap", "downwardAPI"}
+    assert container.get("args", []) == [] or "--kubeconfig" not in " ".join(container["args"])
+    eventually(
+        lambda: agrees(pod, reference), timeout=120, what="the pod's /metrics = the reference"
+    )
+    samples = scrape(pod)
+    outdated = sum(v for k, v in samples.items() if k[0] == "kubevirt_update_outdated_vmis")
+    assert outdated == fleet.vmis - 4  # every VMI but the four fresh ones
+    # Served on the pod's own address, through the pod network, as Prometheus sees it.
+    status, page = get(f"http://{pod['status']['podIP']}:8080/")
+    assert status == 200 and "kubevirt-update-exporter" in page
+
+
+# -- Prometheus --------------------------------------------------------------------------------
+
+
+@dataclass
+class Prometheus:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def get(self, path: str, **params: str) -> Any:
+        query = urllib.parse.urlencode(params)
+        with urllib.request.urlopen(f"{self.url}{path}?{query}", timeout=30) as response:
+            answer = json.load(response)
+        assert answer["status"] == "success", answer
+        return answer["data"]
+
+    def query(self, expr: str) -> list[Json]:
+        result: list[Json] = self.get("/api/v1/query", query=expr)["result"]
+        return result
+
+
+def prometheus_config(cluster: Cluster, namespace: str) -> Json:
+    """Pod discovery as users configure it: the API server, the namespace, the chart's labels
+    and its `metrics` port, honor_labels as the chart's ServiceMonitor sets it."""
+    pki = cluster.pki
+    return {
+        "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+        "rule_files": [str(RULES)],
+        "scrape_configs": [
+            {
+                "job_name": JOB,
+                "honor_labels": True,
+                "kubernetes_sd_configs": [
+                    {
+                        "role": "pod",
+                        "api_server": cluster.server,
+                        "tls_config": {
+                            "ca_file": str(pki.ca_file),
+                            "cert_file": str(pki.admin_cert),
+                            "key_file": str(pki.admin_key),
+                        },
+                        "namespaces": {"names": [namespace]},
+                    }
+                ],
+                "relabel_configs": [
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"],
+                        "regex": "kubevirt-update-exporter",
+                        "action": "keep",
+                    },
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_container_port_name"],
+                        "regex": "metrics",
+                        "action": "keep",
+                    },
+                    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                ],
+            }
+        ],
+    }
+
+
+def upstream_prometheus() -> Path:
+    """Prometheus with Kubernetes service discovery (Debian's package is built without it),
+    built by scripts/install-tools."""
+    proc = subprocess.run(
+        [str(REPO / "scripts" / "install-tools")], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, f"scripts/install-tools failed:\n{proc.stderr[-3000:]}"
+    binary = Path(proc.stdout.strip().splitlines()[-1]) / "prometheus-upstream"
+    assert binary.exists(), f"{binary} is missing after scripts/install-tools"
+    return binary
+
+
+@pytest.fixture
+def prometheus(node: Node, tmp_path: Path) -> Iterator[Prometheus]:
+    binary = upstream_prometheus()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump(prometheus_config(node.cluster, "monitoring")))
+    port = free_port()
+    log = tmp_path / "prometheus.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield Prometheus(f"http://127.0.0.1:{port}", process, log)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_prometheus_discovers_the_pod_scrapes_it_and_the_rules_evaluate(
+    node: Node, fleet: Fleet, reference: ExporterProcess, prometheus: Prometheus
+) -> None:
+    (pod,) = node.ready_pods("monitoring", SELECTOR, 1)
+
+    def up() -> list[Json]:
+        assert prometheus.process.poll() is None, prometheus.log.read_text()[-3000:]
+        return prometheus.query(f'up{{job="{JOB}"}} == 1')
+
+    (target,) = eventually(up, timeout=120, what=f"a scrape of the pod\n{prometheus.log}")
+    assert target["metric"]["instance"] == f"{pod['status']['podIP']}:8080"
+    assert target["metric"]["pod"] == pod["metadata"]["name"]
+    # honor_labels: the VMIs' namespaces, not the pod's.
+    by_namespace = eventually(
+        lambda: prometheus.query("sum by (namespace) (kubevirt_update_outdated_vmis)"),
+        timeout=60,
+        what="the outdated aggregate in Prometheus",
+    )
+    assert {s["metric"]["namespace"]: float(s["value"][1]) for s in by_namespace} == {
+        fleet.namespaces[0]: 8,
+        fleet.namespaces[1]: 3,
+        fleet.namespaces[2]: 2,
+    }
+
+    def evaluated() -> list[Json]:
+        groups = prometheus.get("/api/v1/rules")["groups"]
+        rules = [rule for group in groups for rule in group["rules"]]
+        assert rules and all(r["health"] == "ok" and "lastEvaluation" in r for r in rules), rules
+        assert all(not r["lastEvaluation"].startswith("0001") for r in rules), rules
+        return rules
+
+    rules = eventually(evaluated, timeout=60, what="every shipped rule evaluated")
+    firing_or_pending = {r["name"] for r in rules if r.get("alerts")}
+    # Outdated VMIs exist and some need a human: those alerts are pending (their `for` runs).
+    assert {
+        "OutdatedVirtualMachineInstanceWorkloads",
+        "OutdatedVirtualMachineInstanceNeedsAction",
+        "VirtualMachineInstanceUpdateMigrationsFailing",
+    } <= firing_or_pending
+    assert "KubevirtUpdateExporterDown" not in firing_or_pending
+
+
+# -- upgrade, uninstall ------------------------------------------------------------------------
+
+
+def test_helm_upgrade_with_a_changed_value_rolls_the_pod(
+    node: Node, reference: ExporterProcess
+) -> None:
+    (before,) = node.ready_pods("monitoring", SELECTOR, 1)
+    helm(
+        node.cluster,
+        "upgrade", RELEASE, str(CHART), "--namespace", "monitoring", "--reuse-values",
+        "--set", "log.level=debug",
+    )  # fmt: skip
+
+    def rolled() -> Json | None:
+        pods = node.ready_pods("monitoring", SELECTOR, 1)
+        return pods[0] if pods[0]["metadata"]["uid"] != before["metadata"]["uid"] else None
+
+    after = node.wait(rolled, "a new Ready pod after the upgrade")
+    assert isinstance(after, dict)
+    (container,) = after["spec"]["containers"]
+    assert "--log-level=debug" in container.get("args", []) or any(
+        env.get("value") == "debug" for env in container.get("env", [])
+    ), container
+    eventually(lambda: agrees(after, reference), timeout=120, what="the new pod agrees")
+
+
+#: Every kind the chart can render in deployment mode, with its collection path.
+CHART_KINDS = {
+    "Deployment": "/apis/apps/v1/namespaces/monitoring/deployments",
+    "ReplicaSet": "/apis/apps/v1/namespaces/monitoring/replicasets",
+    "Pod": "/api/v1/namespaces/monitoring/pods",
+    "Service": "/api/v1/namespaces/monitoring/services",
+    "ServiceAccount": "/api/v1/namespaces/monitoring/serviceaccounts",
+    "ConfigMap": "/api/v1/namespaces/monitoring/configmaps",
+    "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+    "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+    "Endpoints": "/api/v1/namespaces/monitoring/endpoints",
+}
+
+
+def chart_objects(cluster: Cluster) -> dict[str, list[str]]:
+    left: dict[str, list[str]] = {}
+    for kind, path in CHART_KINDS.items():
+        status, body = cluster.request("GET", f"{path}?labelSelector={SELECTOR}")
+        assert status == 200, body
+        names = [item["metadata"]["name"] for item in body["items"]]
+        if names:
+            left[kind] = names
+    return left
+
+
+def test_helm_uninstall_leaves_no_object_of_the_chart(node: Node) -> None:
+    assert "Deployment" in chart_objects(node.cluster)
+    helm(node.cluster, "uninstall", RELEASE, "--namespace", "monitoring", "--wait")
+    node.wait(lambda: chart_objects(node.cluster) == {}, "every object of the release gone")
+    status, body = node.cluster.request(
+        "GET", "/api/v1/namespaces/monitoring/secrets?labelSelector=owner=helm"
+    )
+    assert status == 200 and body["items"] == [], body
+
+
+# -- sharded StatefulSet -----------------------------------------------------------------------
+
+
+def test_two_shards_each_serve_their_vmis_and_sum_to_the_cluster(
+    node: Node, fleet: Fleet, reference: ExporterProcess
+) -> None:
+    namespace = restricted_namespace(node.cluster, "sharded")
+    helm(
+        node.cluster,
+        "install", RELEASE, str(CHART), "--namespace", namespace,
+        *[arg for value in IMAGE_VALUES for arg in ("--set", value)],
+        "--set", "sharding.enabled=true", "--set", "sharding.replicas=2",
+    )  # fmt: skip
+    try:
+        pods = node.ready_pods(namespace, SELECTOR, 2)
+        expected = fleet_series(reference.scrape())
+
+        def vmi_names(samples: Samples) -> set[tuple[str, str]]:
+            return {
+                (dict(k[1])["namespace"], dict(k[1])["name"])
+                for k in samples
+                if k[0] == "kubevirt_update_vmi_outdated"
+            }
+
+        def partitioned() -> bool:
+            shards = [fleet_series(scrape(pod)) for pod in pods]
+            names = [vmi_names(shard) for shard in shards]
+            assert names[0] and names[1] and not names[0] & names[1], names
+            assert names[0] | names[1] == vmi_names(expected)
+            for family in ("kubevirt_update_outdated_vmis", "kubevirt_update_vmis"):
+                total: dict[Any, float] = {}
+                for shard in shards:
+                    for key, value in shard.items():
+                        if key[0] == family:
+                            total[key] = total.get(key, 0.0) + value
+                assert total == {k: v for k, v in expected.items() if k[0] == family}, family
+            return True
+
+        eventually(partitioned, timeout=120, what="two shards partitioning the fleet")
+    finally:
+        helm(node.cluster, "uninstall", RELEASE, "--namespace", namespace, "--wait")
+
+
+# -- sidecar -----------------------------------------------------------------------------------
+
+
+def test_the_sidecar_container_serves_beside_a_main_container(
+    node: Node, reference: ExporterProcess
+) -> None:
+    namespace = restricted_namespace(node.cluster, "sidecar")
+    account = "host-app"
+    status, body = node.cluster.request(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts",
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}},
+    )
+    assert status == 201, body
+    helm(
+        node.cluster,
+        "install", "kue-sidecar", str(CHART), "--namespace", namespace,
+        *[arg for value in IMAGE_VALUES for arg in ("--set", value)],
+        "--set", "mode=sidecar",
+        "--set", f"sidecar.serviceAccount.name={account}",
+        "--set", f"sidecar.serviceAccount.namespace={namespace}",
+    )  # fmt: skip
+    try:
+        status, configmap = node.cluster.request(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/configmaps/kue-sidecar-kubevirt-update-exporter-sidecar",
+        )
+        assert status == 200, configmap
+        # One item of a pod's `containers` list, as the chart documents it.
+        (sidecar,) = yaml.safe_load(configmap["data"]["container.yaml"])
+        volumes = yaml.safe_load(configmap["data"].get("volumes.yaml", "[]")) or []
+        restricted = {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "host-app", "namespace": namespace},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "host-app"}},
+                "template": {
+                    "metadata": {"labels": {"app": "host-app"}},
+                    "spec": {
+                        "serviceAccountName": account,
+                        "containers": [
+                            {
+                                "name": "main",
+                                "image": PAUSE_IMAGE,
+                                "imagePullPolicy": "Never",
+                                "securityContext": {**restricted, "runAsUser": 65535},
+                            },
+                            sidecar,
+                        ],
+                        "volumes": volumes,
+                    },
+                },
+            },
+        }
+        status, body = node.cluster.request(
+            "POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", deployment
+        )
+        assert status == 201, body.get("message", body)
+        try:
+            (pod,) = node.ready_pods(namespace, "app=host-app", 1)
+        except Exception as err:
+            raise AssertionError(f"{err}\n{node.describe(namespace)}") from err
+        port = int(sidecar["ports"][0]["containerPort"])
+        eventually(lambda: agrees(pod, reference, port), timeout=120, what="the sidecar agrees")
+    finally:
+        node.cluster.request("DELETE", f"/apis/apps/v1/namespaces/{namespace}/deployments/host-app")
+        helm(node.cluster, "uninstall", "kue-sidecar", "--namespace", namespace, "--wait")
