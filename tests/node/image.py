@@ -16,6 +16,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from exporter import __version__
 from tests.cluster import REPO
 
 #: The name and tag the archive carries (scripts/build-image: localhost/<name>:<version>).
@@ -38,10 +39,7 @@ def build_image() -> Path:
 
 def image_tag() -> str:
     """The tag scripts/build-image gives the image: the project's version."""
-    for line in (REPO / "pyproject.toml").read_text().splitlines():
-        if line.startswith("version = "):
-            return line.split('"')[1]
-    raise ImageError("pyproject.toml has no version")
+    return __version__
 
 
 @dataclass
