@@ -56,6 +56,10 @@ PAUSE_IMAGE = "localhost/kue-pause:1.0"
 #: containerd's namespace for Kubernetes.
 K8S_NAMESPACE = "k8s.io"
 CNI_BIN = Path("/usr/lib/cni")
+#: Where libcni caches each attachment's result (fixed in containerd 1.6's CRI plugin).
+CNI_CACHE = Path("/var/lib/cni/results")
+#: The pod network's name in its CNI configuration (its cache files start with it).
+CNI_NETWORK = "kue-pods"
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 #: How long node start-up and a pod's way to Ready may take on a loaded 2-core machine.
 READY_TIMEOUT = 240.0
@@ -91,6 +95,8 @@ def sweep() -> None:
             # A killed run could not remove the kubelet's chains; no other kubelet runs here.
             remove_kubelet_chains()
     _delete_rules()
+    for cached in CNI_CACHE.glob(f"{CNI_NETWORK}-*"):
+        cached.unlink(missing_ok=True)
     if Path(f"/sys/class/net/{BRIDGE}").exists():
         run(["ip", "link", "delete", BRIDGE], check=False)
 
@@ -328,6 +334,8 @@ class Node:
             run([*ctr, "tasks", "kill", "--signal", "SIGKILL", container], check=False)
             run([*ctr, "tasks", "delete", "--force", container], check=False)
             run([*ctr, "containers", "delete", container], check=False)
+            # The loopback attachment of a sandbox is cached under the sandbox's id.
+            (CNI_CACHE / f"cni-loopback-{container}-lo").unlink(missing_ok=True)
 
     # -- pieces ----------------------------------------------------------------------------
 
@@ -362,7 +370,7 @@ class Node:
             json.dumps(
                 {
                     "cniVersion": "1.0.0",
-                    "name": "kue-pods",
+                    "name": CNI_NETWORK,
                     "plugins": [
                         {
                             "type": "bridge",
