@@ -38,6 +38,7 @@ from typing import Any, Final, Protocol
 import structlog
 
 from exporter import yamlstream
+from exporter.log import InputError
 from exporter.model import RESOURCES, Resource
 
 log = structlog.get_logger(__name__)
@@ -60,7 +61,7 @@ Raw = dict[str, Any]
 _WHITESPACE: Final = re.compile(r"[ \t\n\r]*")
 
 
-class SnapshotError(ValueError):
+class SnapshotError(InputError, ValueError):
     """A snapshot that cannot be read; the message names the file, where in it, and the problem."""
 
 
