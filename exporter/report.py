@@ -23,10 +23,12 @@ from typing import Final, TypedDict
 import yaml
 
 from exporter.advice import (
+    CLUSTER,
     EXIT_NEEDS_ACTION,
     EXIT_OK,
     HUMAN_ACTIONS,
     STUCK_METHODS,
+    Source,
     advise,
     count_by_action,
     explain,
@@ -34,7 +36,9 @@ from exporter.advice import (
 )
 from exporter.model import (
     CONDITION_MISSING,
+    KINDS,
     METHODS,
+    RESOURCES,
     ControlPlane,
     KubeVirt,
     VmiView,
@@ -54,8 +58,14 @@ class CrRef(TypedDict):
     name: str
 
 
+class SourceDoc(TypedDict):
+    snapshot: str | None
+    missingKinds: list[str]
+    skipped: dict[str, int]
+
+
 class ControlPlaneDoc(TypedDict):
-    kubevirtCRs: int
+    kubevirtCRs: int | None
     kubevirts: list[CrRef]
     observedVersion: str | None
     targetVersion: str | None
@@ -109,6 +119,7 @@ class ReportDoc(TypedDict):
     generatedAt: str
     preflight: bool
     selection: SelectionDoc
+    source: SourceDoc
     controlPlane: ControlPlaneDoc
     summary: SummaryDoc
     advice: list[str]
@@ -125,6 +136,7 @@ def build_report(
     kubevirts: Sequence[KubeVirt] = (),
     selection: Selection = EVERYTHING,
     preflight: bool = False,
+    source: Source = CLUSTER,
     now: float,
 ) -> ReportDoc:
     """The report document: rows sorted by namespace/name, summary and advice over those rows."""
@@ -142,10 +154,15 @@ def build_report(
             "actions": sorted(selection.actions),
             "methods": sorted(selection.methods),
         },
-        "controlPlane": control_plane_doc(cp, kubevirts),
+        "source": {
+            "snapshot": source.snapshot,
+            "missingKinds": [KINDS[r] for r in RESOURCES if r in source.missing],
+            "skipped": dict(sorted(source.skipped.items())),
+        },
+        "controlPlane": control_plane_doc(cp, kubevirts, policy_known=source.policy_known),
         "summary": summarize(rows),
-        "advice": advise(rows, cp, kubevirts=kubevirts, preflight=preflight),
-        "vmis": [vmi_row(v, cp) for v in rows],
+        "advice": advise(rows, cp, kubevirts=kubevirts, preflight=preflight, source=source),
+        "vmis": [vmi_row(v, cp, source=source) for v in rows],
     }
 
 
@@ -153,14 +170,17 @@ def _in_report(view: VmiView, *, preflight: bool) -> bool:
     return view.phase == "Running" if preflight else view.outdated
 
 
-def control_plane_doc(cp: ControlPlane, kubevirts: Sequence[KubeVirt]) -> ControlPlaneDoc:
-    """The header facts; per-CR fields are null unless exactly one KubeVirt CR exists."""
+def control_plane_doc(
+    cp: ControlPlane, kubevirts: Sequence[KubeVirt], *, policy_known: bool = True
+) -> ControlPlaneDoc:
+    """The header facts; per-CR fields are null unless exactly one KubeVirt CR exists, and the
+    CR count is null when the source did not capture KubeVirt CRs."""
     kv = cp.kubevirt
     refs: list[CrRef] = [{"namespace": k.namespace, "name": k.name} for k in kubevirts]
     if kv is not None and not refs:
         refs = [{"namespace": kv.namespace, "name": kv.name}]
     return {
-        "kubevirtCRs": cp.crs,
+        "kubevirtCRs": cp.crs if policy_known else None,
         "kubevirts": sorted(refs, key=lambda r: (r["namespace"], r["name"])),
         "observedVersion": kv.observed_version if kv else None,
         "targetVersion": kv.target_version if kv else None,
@@ -186,8 +206,9 @@ def summarize(rows: Sequence[VmiView]) -> SummaryDoc:
     }
 
 
-def vmi_row(view: VmiView, cp: ControlPlane) -> VmiRow:
-    """One VMI as the schema spells it (the VM of a VM-owned VMI has the VMI's name)."""
+def vmi_row(view: VmiView, cp: ControlPlane, *, source: Source = CLUSTER) -> VmiRow:
+    """One VMI as the schema spells it (the VM of a VM-owned VMI has the VMI's name; its run
+    strategy is null when that VM was not read)."""
     owned = view.owner_kind == "VirtualMachine"
     return {
         "namespace": view.namespace,
@@ -201,12 +222,12 @@ def vmi_row(view: VmiView, cp: ControlPlane) -> VmiRow:
         "method": view.method,
         "action": view.action,
         "vm": view.name if owned else None,
-        "runStrategy": view.run_strategy if owned else None,
+        "runStrategy": (view.run_strategy or None) if owned else None,
         "evictionStrategy": view.eviction_strategy,
         "launcherImage": view.launcher_image,
         "outdatedSince": rfc3339(view.outdated_since) if view.outdated_since is not None else None,
         "updateMigrationFailures": view.update_migration_failures,
-        "why": explain(view, cp),
+        "why": explain(view, cp, source=source),
     }
 
 
@@ -258,8 +279,17 @@ def _filtered(doc: ReportDoc) -> bool:
 def _header_lines(doc: ReportDoc) -> list[str]:
     cp = doc["controlPlane"]
     summary = doc["summary"]
+    source = doc["source"]
+    lines = []
+    if source["snapshot"] is not None:
+        missing = source["missingKinds"]
+        lacks = f"; not in it: {', '.join(missing)} (see the warnings)" if missing else ""
+        lines.append(f"Snapshot:  {source['snapshot']}{lacks}")
     refs = ", ".join(f"{r['namespace']}/{r['name']}" for r in cp["kubevirts"])
-    if cp["kubevirtCRs"] != 1:
+    if cp["kubevirtCRs"] is None:
+        kubevirt = "not in the snapshot: the update policy is unknown"
+        update = "methods: unknown (shown as if none were enabled)"
+    elif cp["kubevirtCRs"] != 1:
         listed = f" ({refs})" if refs else ""
         kubevirt = f"{cp['kubevirtCRs']} KubeVirt CRs{listed}: upstream will not update anything"
         update = "methods: none (no single KubeVirt CR)"
@@ -278,6 +308,7 @@ def _header_lines(doc: ReportDoc) -> list[str]:
         )
     what = "Running VMIs (preflight)" if doc["preflight"] else "Outdated VMIs"
     return [
+        *lines,
         f"KubeVirt:  {kubevirt}",
         f"Updates:   {update}",
         f"{what}: {summary['vmis']}, {summary['needsAction']} need a human",
@@ -358,7 +389,10 @@ def _stuck_lines(rows: Sequence[VmiRow], width: int) -> list[str]:
 
 
 def _run_strategy_cell(row: VmiRow) -> str:
-    return row["runStrategy"] or "-" if row["vm"] is not None else "-"
+    """The VM's run strategy; `unknown` when its VM was not read; `-` for a standalone VMI."""
+    if row["vm"] is None:
+        return "-"
+    return row["runStrategy"] or "unknown"
 
 
 #: The table's short spelling of each outdated reason (the JSON/YAML and metrics spell them out).

@@ -30,6 +30,8 @@ from typing import Final, Literal, NoReturn
 from exporter.objects import Scope
 from exporter.selectors import LabelSelector
 
+#: The command's name: the console script, and the prefix of every error and warning it prints.
+PROG: Final = "kubevirt-update-exporter"
 ENV_PREFIX: Final = "KUBEVIRT_UPDATE_EXPORTER_"
 
 LogFormat = Literal["json", "console"]

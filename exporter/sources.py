@@ -20,17 +20,18 @@ import argparse
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, TextIO
 
 from exporter import snapshot
+from exporter.advice import Source
 from exporter.fleet import Fleet
 from exporter.kube import KubeError, list_all
 from exporter.model import RESOURCES, ControlPlane, KubeVirt, Resource, Vmim, VmiView
 from exporter.objects import MalformedObject, Scope, project
 from exporter.selfmetrics import SelfMetrics
-from exporter.settings import ENV_PREFIX, Settings, SettingsError, parse_settings
+from exporter.settings import ENV_PREFIX, PROG, Settings, SettingsError, parse_settings
 
 #: Exit codes of `report`/`plan` (docs/cli.md).
 EXIT_USAGE: Final = 2
@@ -55,6 +56,12 @@ class Fleetview:
     migrations: list[Vmim]
     #: One line per object left out (MalformedObject text).
     problems: list[str]
+    #: The snapshot read, None for a cluster.
+    snapshot: Path | None = None
+    #: Kinds the source did not capture (a cluster read lists every kind or fails).
+    missing_kinds: tuple[Resource, ...] = ()
+    #: Objects of kinds that are not read, by kind (a snapshot's Pods, ConfigMaps, ...).
+    skipped: Mapping[str, int] = field(default_factory=dict)
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,19 +94,26 @@ def source_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Set
 
 def load(settings: Settings, *, progress: TextIO | None = None) -> Fleetview:
     """Read the objects `settings` names (snapshot or cluster) and derive their views."""
-    if settings.snapshot is not None:
-        raws = read_snapshot(settings.snapshot)
-    else:
-        raws = read_cluster(settings, progress=progress)
-    return build(raws, scope=settings.scope())
+    if settings.snapshot is None:
+        return build(read_cluster(settings, progress=progress), scope=settings.scope())
+    raws, census = read_snapshot(settings.snapshot)
+    return replace(
+        build(raws, scope=settings.scope()),
+        snapshot=settings.snapshot,
+        missing_kinds=census.missing,
+        skipped=dict(census.skipped),
+    )
 
 
-def read_snapshot(path: Path) -> Raws:
-    """The raw objects of a snapshot; SourceError when it cannot be read or parsed."""
+def read_snapshot(path: Path) -> tuple[Raws, snapshot.Census]:
+    """The raw objects of a snapshot and its census; SourceError when it cannot be read or
+    parsed, or holds no VMI list."""
     try:
-        return snapshot.load(path)
+        raws, census = snapshot.read(path)
+        census.require_vmis()
     except (snapshot.SnapshotError, OSError) as error:
         raise SourceError(f"snapshot {path}: {error}") from error
+    return raws, census
 
 
 def read_cluster(settings: Settings, *, progress: TextIO | None) -> Raws:
@@ -173,13 +187,46 @@ def read_fleet(
     try:
         settings = source_settings(args, environ)
     except SettingsError as error:
-        stderr.write(f"error: {error}\n")
+        stderr.write(f"{PROG}: error: {error}\n")
         return EXIT_USAGE
     try:
         fleet = load(settings, progress=stderr if stderr.isatty() else None)
     except SourceError as error:
-        stderr.write(f"error: cannot read the {error}\n")
+        stderr.write(f"{PROG}: error: cannot read the {error}\n")
         return EXIT_SOURCE
     for problem in fleet.problems:
-        stderr.write(f"warning: left out malformed object: {problem}\n")
+        stderr.write(f"{PROG}: warning: left out malformed object: {problem}\n")
+    for warning in completeness_warnings(fleet, namespaces=settings.namespaces):
+        stderr.write(f"{PROG}: warning: {warning}\n")
     return fleet
+
+
+def source_of(fleet: Fleetview) -> Source:
+    """What `report` and `plan` say about where `fleet` came from and what it lacked."""
+    return Source(
+        snapshot=None if fleet.snapshot is None else str(fleet.snapshot),
+        missing=frozenset(fleet.missing_kinds),
+        skipped=fleet.skipped,
+    )
+
+
+def completeness_warnings(fleet: Fleetview, *, namespaces: Sequence[str] = ()) -> list[str]:
+    """What the source lacks that the output rests on: kinds a snapshot did not capture, objects
+    it skipped, and namespaces asked for that hold no VMI (a typo looks exactly like that)."""
+    where = f"snapshot {fleet.snapshot}" if fleet.snapshot is not None else "the cluster"
+    warnings = [
+        f"{where} holds no {snapshot.KIND_NAMES[r]} (not captured, or there is none): unknown: "
+        f"{snapshot.MISSING_KIND_EFFECTS[r]}"
+        for r in fleet.missing_kinds
+    ]
+    if fleet.skipped:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(fleet.skipped.items()))
+        total = sum(fleet.skipped.values())
+        warnings.append(f"{where}: skipped {total} objects of kinds that are not read ({kinds})")
+    with_vmis = {view.namespace for view in fleet.views}
+    warnings.extend(
+        f"namespace {namespace} holds no VMI in {where} (or does not exist)"
+        for namespace in namespaces
+        if namespace not in with_vmis
+    )
+    return warnings

@@ -12,13 +12,17 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.cluster import free_port
+from tests.exporter_process import eventually
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "cluster-snapshot.yaml"
@@ -115,3 +119,173 @@ def test_serve_on_a_broken_snapshot_logs_one_error_line_naming_the_file(tmp_path
     assert "document 20000" in errors[0]["error"]
     assert "exception" not in errors[0]
     assert "Traceback" not in result.stderr
+
+
+# -- item: a snapshot that lacks kinds ---------------------------------------------------------
+
+
+@pytest.fixture
+def vmi_only(tmp_path: Path) -> Path:
+    """What the runbook's own `kubectl get vmi -A -o yaml` saves: VMIs, nothing else."""
+    return write_list(tmp_path / "vmi-only.yaml", only({"VirtualMachineInstance"}))
+
+
+def row(doc: dict[str, Any], namespace: str, name: str) -> dict[str, Any]:
+    (found,) = [r for r in doc["vmis"] if (r["namespace"], r["name"]) == (namespace, name)]
+    return found
+
+
+def test_report_on_the_full_example_names_no_missing_kind_and_restarts_postgres() -> None:
+    result = console("report", "--snapshot", str(EXAMPLE), "-o", "json")
+    doc = json.loads(result.stdout)
+    assert doc["source"] == {"snapshot": str(EXAMPLE), "missingKinds": [], "skipped": {}}
+    primary = row(doc, "db-prod", "postgres-primary")
+    assert (primary["runStrategy"], primary["action"]) == ("Always", "restart")
+    assert "warning" not in result.stderr
+
+
+def test_report_on_a_vmi_only_snapshot_says_which_kinds_are_missing(vmi_only: Path) -> None:
+    result = console("report", "--snapshot", str(vmi_only), "-o", "json")
+    doc = json.loads(result.stdout)
+    missing = ["VirtualMachine", "VirtualMachineInstanceMigration", "KubeVirt"]
+    assert doc["source"]["missingKinds"] == missing
+    for kind in missing:
+        assert f"{PREFIX}warning: snapshot {vmi_only} holds no {kind} " in result.stderr
+    # No cluster-wide claim rests on the missing KubeVirt CR.
+    assert doc["controlPlane"]["kubevirtCRs"] is None
+    advice = " ".join(doc["advice"])
+    assert "upstream will not update" not in advice
+    assert "No KubeVirt CR found" not in advice
+    assert "whether automation updates these VMIs is unknown" in advice
+    assert not any(a.startswith("Live-migrate") for a in doc["advice"])
+
+
+def test_a_vmi_whose_vm_was_not_captured_has_an_unknown_run_strategy_never_advice_to_change_it(
+    vmi_only: Path,
+) -> None:
+    doc = json.loads(console("report", "--snapshot", str(vmi_only), "-o", "json").stdout)
+    for r in doc["vmis"]:
+        if r["vm"] is None:
+            continue
+        assert r["runStrategy"] is None, r
+        assert "runStrategy is unknown" in r["why"] or r["action"] in ("wait", "migrate"), r
+        assert "set the VM's runStrategy" not in r["why"], r
+        assert "runStrategy :" not in r["why"], r
+    table = console("report", "--snapshot", str(vmi_only), "--namespace", "db-prod").stdout
+    assert f"Snapshot:  {vmi_only}; not in it: VirtualMachine, " in table
+    assert "KubeVirt:  not in the snapshot: the update policy is unknown" in table
+    assert "0 KubeVirt CRs" not in table
+    (line,) = [x for x in table.splitlines() if x.startswith("db-prod    postgres-primary")]
+    assert line.split()[7] == "unknown"  # RUN: not "-", which means standalone
+    plan = console("plan", "--snapshot", str(vmi_only), "--namespace", "db-prod").stdout
+    assert "set the VM's runStrategy" not in plan
+    assert "runStrategy is unknown" in plan
+    assert "# WARNING: the snapshot" in plan
+
+
+def test_serve_on_a_vmi_only_snapshot_warns_which_kinds_are_missing(vmi_only: Path) -> None:
+    with Serving(vmi_only) as served:
+        assert served.readyz()[0] == 200
+        warnings = [
+            line for line in served.log_lines() if line["event"] == "snapshot.kinds_missing"
+        ]
+    assert len(warnings) == 1
+    assert warnings[0]["level"] == "warning"
+    assert warnings[0]["kinds"] == ["VirtualMachine", "VirtualMachineInstanceMigration", "KubeVirt"]
+
+
+# -- item: a snapshot without a VMI list -------------------------------------------------------
+
+
+NO_VMI_LIST = {
+    "an empty file": "",
+    "items: null": "apiVersion: v1\nkind: List\nitems: null\n",
+    "a List of Pods": yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}],
+        }
+    ),
+}
+
+
+@pytest.mark.parametrize("command", ["report", "plan"])
+@pytest.mark.parametrize("content", list(NO_VMI_LIST.values()), ids=list(NO_VMI_LIST))
+def test_a_snapshot_without_a_vmi_list_is_an_error_naming_the_file(
+    tmp_path: Path, command: str, content: str
+) -> None:
+    path = tmp_path / "snapshot.yaml"
+    path.write_text(content)
+    result = console(command, "--snapshot", str(path))
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"{PREFIX}error: ")
+    assert f"{path}: holds no VirtualMachineInstance list" in result.stderr
+
+
+def test_a_captured_empty_vmi_list_is_a_real_zero(tmp_path: Path) -> None:
+    # `kubectl get vmi -A -o yaml` on a cluster without VMIs.
+    path = write_list(tmp_path / "no-vmis.yaml", [])
+    result = console("report", "--snapshot", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "No outdated VMIs." in result.stdout
+
+
+def test_serve_on_a_snapshot_without_a_vmi_list_is_not_ready_and_says_why(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    with Serving(path) as served:
+        eventually(
+            lambda: "snapshot.unusable" in served.log_path.read_text(), timeout=READY_TIMEOUT
+        )
+        status, body = served.readyz()
+        assert status == 503
+        assert f"snapshot {path} holds no VirtualMachineInstance list" in body
+        assert served.popen.poll() is None  # still serving /healthz and the reason
+
+
+def test_report_names_the_documents_it_skipped(tmp_path: Path) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "x"}}
+    path = write_list(tmp_path / "with-pods.yaml", [*example_objects(), pod, pod])
+    result = console("report", "--snapshot", str(path), "-o", "json")
+    assert f"{PREFIX}warning: snapshot {path}: skipped 2 objects" in result.stderr
+    assert "(2 Pod)" in result.stderr
+    assert json.loads(result.stdout)["source"]["skipped"] == {"Pod": 2}
+
+
+class Serving:
+    """`kubevirt-update-exporter --snapshot PATH` on a free port, JSON logs in a file."""
+
+    def __init__(self, snapshot: Path) -> None:
+        self.port = free_port()
+        self.log_path = snapshot.with_suffix(".log")
+        argv = [str(EXE), "--snapshot", str(snapshot), "--listen", f"127.0.0.1:{self.port}"]
+        env = {**os.environ, "KUBEVIRT_UPDATE_EXPORTER_LOG_FORMAT": "json"}
+        with self.log_path.open("wb") as out:
+            self.popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+    def __enter__(self) -> Serving:
+        eventually(lambda: self.get("/healthz")[0] == 200, timeout=READY_TIMEOUT)
+        eventually(lambda: "snapshot.loaded" in self.log_path.read_text(), timeout=READY_TIMEOUT)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.popen.terminate()
+        self.popen.wait(timeout=RUN_TIMEOUT)
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return 0, ""
+
+    def readyz(self) -> tuple[int, str]:
+        return self.get("/readyz")
+
+    def log_lines(self) -> Iterator[dict[str, Any]]:
+        for line in self.log_path.read_text().splitlines():
+            yield json.loads(line)

@@ -24,6 +24,7 @@ import structlog
 
 from exporter import __version__
 from exporter.settings import (
+    PROG,
     SERVE_DESCRIPTION,
     Settings,
     SettingsError,
@@ -37,7 +38,6 @@ if TYPE_CHECKING:  # the serving stack is imported only when serving: report/pla
     from exporter.selfmetrics import SelfMetrics
     from exporter.web import RootTask
 
-PROG: Final = "kubevirt-update-exporter"
 SUBCOMMANDS: Final = ("serve", "report", "plan")
 EXIT_USAGE: Final = 2
 
@@ -68,7 +68,7 @@ def serve_command(argv: Sequence[str]) -> int:
     try:
         settings = parse_settings(argv, os.environ)
     except SettingsError as error:
-        print(f"{PROG}: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     from exporter.log import configure_logging
 

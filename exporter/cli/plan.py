@@ -18,7 +18,7 @@ from typing import TextIO
 from exporter import plan
 from exporter.log import configure_command_logging
 from exporter.selection import Selection
-from exporter.sources import add_source_arguments, read_fleet
+from exporter.sources import add_source_arguments, read_fleet, source_of
 
 
 def _batch_size(text: str) -> int:
@@ -67,6 +67,7 @@ def run(
         fleet.control_plane,
         fleet.migrations,
         selection=Selection(namespaces=frozenset(args.namespace or ())),
+        source=source_of(fleet),
         batch_size=args.batch_size,
         now=time.time() if now is None else now,
     )

@@ -19,7 +19,7 @@ from exporter import report
 from exporter.log import configure_command_logging
 from exporter.model import ACTIONS, METHODS
 from exporter.selection import Selection
-from exporter.sources import add_source_arguments, read_fleet
+from exporter.sources import add_source_arguments, read_fleet, source_of
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,6 +74,7 @@ def run(
             methods=frozenset(args.method or ()),
         ),
         preflight=args.preflight,
+        source=source_of(fleet),
         now=moment,
     )
     if args.output == "json":

@@ -379,11 +379,13 @@ def assert_schema(doc: dict[str, Any]) -> None:
         "generatedAt",
         "preflight",
         "selection",
+        "source",
         "controlPlane",
         "summary",
         "advice",
         "vmis",
     ]
+    assert set(doc["source"]) == {"snapshot", "missingKinds", "skipped"}
     assert (doc["apiVersion"], doc["kind"]) == (API_VERSION, KIND)
     assert isinstance(doc["generatedAt"], str) and doc["generatedAt"].endswith("Z")
     assert set(doc["selection"]) == {"namespaces", "actions", "methods"}
@@ -642,6 +644,9 @@ def test_cli_report_header_says_when_there_is_not_exactly_one_kubevirt_cr(
     objects = [o for o in fleet_objects() if o["kind"] != "KubeVirt"]
     objects += [builders.kubevirt(name=f"kv-{i}") for i in range(crs)]
     path = write_snapshot(tmp_path / "crs.yaml", objects)
+    # Captured, and empty: a typed list says so where kubectl's untyped List cannot.
+    with path.open("a") as text:
+        text.write("---\napiVersion: kubevirt.io/v1\nkind: KubeVirtList\nitems: []\n")
     code, out, _ = run_cli(["report", "--snapshot", str(path)], capsys)
     assert f"KubeVirt:  {crs} KubeVirt CRs" in out
     assert "upstream will not update anything" in out
