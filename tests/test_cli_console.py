@@ -131,7 +131,8 @@ def vmi_only(tmp_path: Path) -> Path:
 
 
 def row(doc: dict[str, Any], namespace: str, name: str) -> dict[str, Any]:
-    (found,) = [r for r in doc["vmis"] if (r["namespace"], r["name"]) == (namespace, name)]
+    rows: list[dict[str, Any]] = doc["vmis"]
+    (found,) = [r for r in rows if (r["namespace"], r["name"]) == (namespace, name)]
     return found
 
 
