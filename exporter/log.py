@@ -36,11 +36,6 @@ LEVELS: Final[dict[str, int]] = {
 }
 
 
-class InputError(Exception):
-    """An error in what the user gave (a file, a flag) whose message names the thing and the
-    problem: logged as one line, without a traceback."""
-
-
 def wants_json(log_format: str | None, stream: TextIO) -> bool:
     """JSON unless asked for console, or unless nothing was asked and `stream` is a terminal."""
     if log_format is not None:
@@ -121,9 +116,10 @@ def _route_standard_logging(
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def configure_command_logging(stderr: TextIO) -> None:
+def configure_command_logging(stderr: TextIO, *, level: str = "warning") -> None:
     """Logging for a one-shot command whose stdout carries its output (see module contract)."""
     # Library events (relists, retries) must never reach stdout, which carries the report or the
-    # plan; only warnings are worth a one-shot command's stderr. The process's own stderr, not a
-    # replaced sys.stderr: loggers keep the stream they were first used with.
-    configure_logging(log_format=None, level="warning", stream=sys.__stderr__ or stderr)
+    # plan; by default only warnings are worth a one-shot command's stderr (--log-level says
+    # otherwise). The process's own stderr, not a replaced sys.stderr: loggers keep the stream
+    # they were first used with.
+    configure_logging(log_format=None, level=level, stream=sys.__stderr__ or stderr)

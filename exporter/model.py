@@ -38,6 +38,12 @@ KINDS: Final[dict[Resource, str]] = {
     "kubevirts": "KubeVirt",
 }
 
+
+class InputError(Exception):
+    """An error in what the user gave (a file, a flag) whose message names the thing and the
+    problem: logged as one line, without a traceback."""
+
+
 #: (namespace, name) of a namespaced object.
 Key = tuple[str, str]
 

@@ -46,8 +46,7 @@ from typing import Any, Final, Protocol
 import structlog
 
 from exporter import yamlstream
-from exporter.log import InputError
-from exporter.model import KINDS, RESOURCES, Resource
+from exporter.model import KINDS, RESOURCES, InputError, Resource
 
 log = structlog.get_logger(__name__)
 

@@ -45,7 +45,7 @@ from aiohttp.typedefs import Handler
 
 from exporter import __version__
 from exporter.connections import ConnectionGuard, RateLimitedExceptionHandler
-from exporter.log import InputError
+from exporter.model import InputError
 from exporter.settings import Settings, read_bearer_token, tls_server_context
 
 log = structlog.get_logger(__name__)

@@ -290,3 +290,200 @@ class Serving:
     def log_lines(self) -> Iterator[dict[str, Any]]:
         for line in self.log_path.read_text().splitlines():
             yield json.loads(line)
+
+
+# -- item: kubeconfig resolution ---------------------------------------------------------------
+
+
+def kubeconfig(path: Path, server: str) -> Path:
+    """A kubeconfig for `server` with a static token."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def without_cluster_env(home: Path, **extra: str) -> dict[str, str]:
+    """The process environment with no kubeconfig, no pod and HOME at `home`."""
+    names = ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBEVIRT_UPDATE_EXPORTER_KUBECONFIG")
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    return {**env, "HOME": str(home), **extra}
+
+
+def console_env(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """`console` with exactly `env` as the environment."""
+    return subprocess.run(
+        [str(EXE), *args], env=dict(env), capture_output=True, text=True, timeout=RUN_TIMEOUT
+    )
+
+
+MISSING_KUBECONFIG = {
+    "flag": (["--kubeconfig", "/nope"], {}, "--kubeconfig='/nope'"),
+    "twin": (
+        [],
+        {"KUBEVIRT_UPDATE_EXPORTER_KUBECONFIG": "/nope"},
+        "KUBEVIRT_UPDATE_EXPORTER_KUBECONFIG='/nope'",
+    ),
+    "KUBECONFIG": ([], {"KUBECONFIG": "/nope"}, "KUBECONFIG='/nope'"),
+}
+
+
+@pytest.mark.parametrize("command", ["report", "plan", "serve"])
+@pytest.mark.parametrize("named", list(MISSING_KUBECONFIG))
+def test_a_missing_kubeconfig_is_one_message_and_exit_2_however_it_was_named(
+    tmp_path: Path, command: str, named: str
+) -> None:
+    flags, extra, source = MISSING_KUBECONFIG[named]
+    result = console_env(command, *flags, env=without_cluster_env(tmp_path, **extra))
+    assert result.returncode == 2, result.stderr
+    assert f"  - {source}: no such file or directory\n" in result.stderr
+    assert f"{PREFIX}error: " in result.stderr
+    # No library noise: nothing but our own lines.
+    assert "Invalid kube-config" not in result.stderr
+    assert '"logger"' not in result.stderr and "Config not found" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["report", "plan", "serve"])
+def test_no_credentials_at_all_is_exit_2_naming_every_place_looked_at(
+    tmp_path: Path, command: str
+) -> None:
+    result = console_env(command, env=without_cluster_env(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert f"{PREFIX}error: " in result.stderr
+    for place in (
+        "--kubeconfig",
+        "KUBECONFIG",
+        str(tmp_path / ".kube" / "config"),
+        "KUBERNETES_SERVICE_HOST",
+    ):
+        assert place in result.stderr
+    assert '"logger"' not in result.stderr and "Invalid kube-config" not in result.stderr
+
+
+def test_kubeconfig_order_is_flag_then_dollar_kubeconfig_then_home(tmp_path: Path) -> None:
+    # Each candidate points at its own unreachable port; the error names the one used.
+    home = tmp_path / "home"
+    kubeconfig(home / ".kube" / "config", "https://127.0.0.1:3")
+    from_env = kubeconfig(tmp_path / "env.kubeconfig", "https://127.0.0.1:2")
+    flag = kubeconfig(tmp_path / "flag.kubeconfig", "https://127.0.0.1:1")
+    cases = [
+        (["--kubeconfig", str(flag)], {"KUBECONFIG": str(from_env)}, "127.0.0.1:1"),
+        ([], {"KUBECONFIG": str(from_env)}, "127.0.0.1:2"),
+        ([], {}, "127.0.0.1:3"),
+    ]
+    for flags, extra, used in cases:
+        result = console_env("report", *flags, env=without_cluster_env(home, **extra))
+        assert result.returncode == 3, result.stderr
+        assert used in result.stderr, (flags, extra, result.stderr)
+
+
+@pytest.mark.parametrize("command", ["report", "plan", "serve"])
+def test_help_states_the_kubeconfig_order(command: str) -> None:
+    text = " ".join(console(command, "--help").stdout.split())
+    assert "default: $KUBECONFIG, else ~/.kube/config, else the in-cluster ServiceAccount" in text
+    assert "(default: in-cluster" not in text
+
+
+# -- item: a namespace that holds no VMI -------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["report", "plan"])
+def test_a_namespace_without_vmis_is_said_on_stderr(command: str) -> None:
+    result = console(command, "--snapshot", str(EXAMPLE), "--namespace", "does-not-exist")
+    assert result.returncode == 0
+    assert (
+        f"{PREFIX}warning: namespace does-not-exist holds no VMI in snapshot {EXAMPLE} "
+        "(or does not exist)"
+    ) in result.stderr
+    quiet = console(command, "--snapshot", str(EXAMPLE), "--namespace", "db-prod")
+    assert "holds no VMI" not in quiet.stderr
+
+
+# -- item: consistent flags and errors ---------------------------------------------------------
+
+
+def test_report_and_plan_take_label_selector_and_log_level_like_serve() -> None:
+    doc = json.loads(
+        console(
+            "report", "--snapshot", str(EXAMPLE), "-o", "json", "--label-selector", "app=web-api"
+        ).stdout
+    )
+    names = [r["name"] for r in doc["vmis"]]
+    assert names and all(name.startswith("web-api-") for name in names)
+    everything = json.loads(console("report", "--snapshot", str(EXAMPLE), "-o", "json").stdout)
+    assert len(doc["vmis"]) < len(everything["vmis"])
+    plan = console("plan", "--snapshot", str(EXAMPLE), "--label-selector", "app=nothing-has-this")
+    assert (plan.returncode, "Nothing to do" in plan.stdout) == (0, True)
+    chatty = console("report", "--snapshot", str(EXAMPLE), "--log-level", "info")
+    assert "fleet.relisted" in chatty.stderr
+    assert "fleet.relisted" not in console("report", "--snapshot", str(EXAMPLE)).stderr
+
+
+@pytest.mark.parametrize(
+    "argv", [["report", "--version"], ["plan", "--version"], ["serve", "--version"], ["--version"]]
+)
+def test_version_works_before_and_after_a_subcommand(argv: list[str]) -> None:
+    result = console(*argv)
+    assert (result.returncode, result.stdout) == (0, "kubevirt-update-exporter 0.1.0\n")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve", "--shard", "x"],
+        ["report", "--namespace", "Bad_NS", "--snapshot", str(EXAMPLE)],
+        ["report", "--bogus", "--snapshot", str(EXAMPLE)],
+        ["plan", "--batch-size", "0", "--snapshot", str(EXAMPLE)],
+        ["report", "-o", "xml", "--snapshot", str(EXAMPLE)],
+        ["report", "--snapshot", str(REPO / "README.md")],
+    ],
+)
+def test_every_command_prints_errors_with_one_prefix(argv: list[str]) -> None:
+    result = console(*argv)
+    assert result.returncode in (2, 3)
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert errors and all(line.startswith(f"{PREFIX}error: ") for line in errors[:1]), result.stderr
+
+
+def test_an_unknown_flag_of_report_prints_reports_usage() -> None:
+    result = console("report", "--bogus", "--snapshot", str(EXAMPLE))
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: kubevirt-update-exporter report ")
+    assert "'--bogus': unknown argument" in result.stderr
+
+
+def test_several_bad_flags_are_all_listed() -> None:
+    result = console(
+        "report",
+        "-o",
+        "xml",
+        "--action",
+        "pray",
+        "--namespace",
+        "Bad_NS",
+        "--log-level",
+        "loud",
+        "--bogus",
+    )
+    assert result.returncode == 2
+    for problem in (
+        "-o/--output='xml'",
+        "--action='pray'",
+        "--namespace='Bad_NS'",
+        "--log-level='loud'",
+        "'--bogus'",
+    ):
+        assert problem in result.stderr, problem
+    serve = console(
+        "--metric-allowlist", "a", "--metric-denylist", "b", "--shard", "x", "--log-level", "y"
+    )
+    assert serve.returncode == 2
+    for problem in ("exclude each other", "--shard='x'", "--log-level='y'"):
+        assert problem in serve.stderr, problem

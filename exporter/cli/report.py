@@ -19,10 +19,18 @@ from exporter import report
 from exporter.log import configure_command_logging
 from exporter.model import ACTIONS, METHODS
 from exporter.selection import Selection
-from exporter.sources import add_source_arguments, read_fleet, source_of
+from exporter.settings import CommandParser
+from exporter.sources import (
+    add_source_arguments,
+    choice_problems,
+    command_log_level,
+    read_fleet,
+    source_of,
+    unknown_arguments,
+)
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: argparse._SubParsersAction[CommandParser]) -> None:
     """Add the `report` subcommand (its flags; `run` executes it)."""
     parser = subparsers.add_parser(
         "report",
@@ -31,8 +39,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "command. Exit code: 0 nothing needs a human, 1 some VMI needs action "
         "(migrate/restart/manual), 2 usage or settings error, 3 cluster/snapshot unreadable.",
     )
+    # Choices are checked by `run`, so that every bad value is reported at once.
     parser.add_argument(
-        "-o", "--output", choices=report.OUTPUTS, default="table", help="default: table"
+        "-o", "--output", metavar="{table,json,yaml}", default="table", help="default: table"
     )
     parser.add_argument(
         "--preflight",
@@ -40,10 +49,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="every Running VMI: what automation would do if the control plane were upgraded now",
     )
     parser.add_argument(
-        "--action", choices=ACTIONS, action="append", help="only rows with this action (repeatable)"
+        "--action",
+        metavar="{" + ",".join(ACTIONS) + "}",
+        action="append",
+        help="only rows with this action (repeatable)",
     )
     parser.add_argument(
-        "--method", choices=METHODS, action="append", help="only rows with this method (repeatable)"
+        "--method",
+        metavar="{" + ",".join(METHODS) + "}",
+        action="append",
+        help="only rows with this method (repeatable)",
     )
     add_source_arguments(parser)
     parser.set_defaults(run=run)
@@ -59,8 +74,21 @@ def run(
 ) -> int:
     """Execute `report` for parsed `args`; returns the documented exit code."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
-    configure_command_logging(err)
-    fleet = read_fleet(args, environ=os.environ if environ is None else environ, stderr=err)
+    environ = os.environ if environ is None else environ
+    configure_command_logging(err, level=command_log_level(args, environ))
+    problems = [
+        *unknown_arguments(args),
+        *choice_problems("-o/--output", [args.output], report.OUTPUTS),
+        *choice_problems("--action", args.action or (), ACTIONS),
+        *choice_problems("--method", args.method or (), METHODS),
+    ]
+    fleet = read_fleet(
+        args,
+        environ=environ,
+        stderr=err,
+        problems=problems,
+        usage=getattr(args, "usage", ""),
+    )
     if isinstance(fleet, int):
         return fleet
     moment = time.time() if now is None else now
