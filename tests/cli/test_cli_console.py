@@ -21,10 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter import __version__
+from tests import REPO
 from tests.cluster import free_port
 from tests.exporter_process import eventually
 
-REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "cluster-snapshot.yaml"
 EXE = Path(sys.executable).with_name("kubevirt-update-exporter")
 PREFIX = "kubevirt-update-exporter: "
@@ -431,7 +432,7 @@ def test_report_and_plan_take_label_selector_and_log_level_like_serve() -> None:
 )
 def test_version_works_before_and_after_a_subcommand(argv: list[str]) -> None:
     result = console(*argv)
-    assert (result.returncode, result.stdout) == (0, "kubevirt-update-exporter 0.1.0\n")
+    assert (result.returncode, result.stdout) == (0, f"kubevirt-update-exporter {__version__}\n")
 
 
 @pytest.mark.parametrize(
