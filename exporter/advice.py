@@ -61,6 +61,9 @@ class Source:
 #: A cluster read: every kind listed.
 CLUSTER: Final = Source()
 
+#: Where a row's why is shown: the advice names it, never a column the table may not show.
+WHY_SHOWN_BY: Final = "`report -o wide`, or `why` in `-o json`"
+
 #: Why the advice for a Halted or Once VM is runStrategy Manual (docs and runbooks say the same).
 MANUAL_RATHER_THAN_ALWAYS: Final = (
     "Manual accepts `virtctl restart` and, like Halted and Once, never starts the VM by "
@@ -272,7 +275,8 @@ def _steps(counts: Mapping[str, int], rows: int) -> list[str]:
         )
     if counts["manual"]:
         steps.append(
-            f"Handle {vmis(counts['manual'], 'outdated')} by hand; each row's `why` says how."
+            f"Handle {vmis(counts['manual'], 'outdated')} by hand; each one's why says how "
+            f"({WHY_SHOWN_BY})."
         )
     if rows and counts["wait"] == rows:
         steps.append("Automation is updating every outdated VMI listed; nothing to do but wait.")
@@ -289,11 +293,12 @@ def _preflight_steps(counts: Mapping[str, int]) -> list[str]:
     if counts["restart"]:
         steps.append(
             f"After an upgrade, {vmis(counts['restart'])} would need a restart: fix what keeps "
-            "them from migrating (see `why`) or plan a maintenance window."
+            f"them from migrating (each one's why: {WHY_SHOWN_BY}) or plan a maintenance window."
         )
     if counts["manual"]:
         steps.append(
-            f"After an upgrade, {vmis(counts['manual'])} would need manual handling (see `why`)."
+            f"After an upgrade, {vmis(counts['manual'])} would need manual handling (each one's "
+            f"why: {WHY_SHOWN_BY})."
         )
     if counts["wait"] and not (counts["migrate"] or counts["restart"] or counts["manual"]):
         steps.append("Automation would update every Running VMI listed after an upgrade.")

@@ -6,8 +6,10 @@ Contract:
   (`apiVersion: kubevirt-update-exporter/v1`, `kind: UpdateReport`; docs/cli.md). Without
   `preflight` the rows are the outdated VMIs; with it, every Running VMI with what automation would
   do if the control plane were upgraded now (a view's method/action are computed as if outdated).
-- `render_table` fits the default width (100 columns): long cells are shortened with "~", the full
-  values are in `-o json|yaml`. `render_json`/`render_yaml` serialize the document unchanged.
+- `render_table(doc, width=...)` fits the given width (the terminal's, from the command) without
+  ever cutting a cell: it leaves out whole columns, least needed first, and says which; `wide`
+  adds the WHY column and leaves nothing out. `render_json`/`render_yaml` serialize the document
+  unchanged.
 - `exit_code(doc)`: 0 when no row needs a human, 1 when a row's action is migrate/restart/manual.
   Usage errors are 2 and unreadable sources 3 (the command, `exporter.cli.report`).
 - Pure: no IO, no clock. Each row's `why` and the advice are `exporter.advice`'s words; the table
@@ -17,6 +19,7 @@ Contract:
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, TypedDict
 
@@ -49,8 +52,13 @@ from exporter.table import age, bullet, format_table, go_duration, rfc3339
 #: Version of the machine-readable report; bumped on any incompatible change of its fields.
 API_VERSION: Final = "kubevirt-update-exporter/v1"
 KIND: Final = "UpdateReport"
+#: Where prose (header notes, advice) wraps when the table has no width limit.
 DEFAULT_WIDTH: Final = 100
-OUTPUTS: Final = ("table", "json", "yaml")
+OUTPUTS: Final = ("table", "wide", "json", "yaml")
+#: The report table's columns, least needed first: left out in this order to fit the width.
+#: NAMESPACE, NAME and ACTION always stay (what to act on, and what to do).
+REPORT_HIDE_FIRST: Final = ("SINCE", "NODE", "RUN", "MIGRATABLE", "REASON", "METHOD")
+PREFLIGHT_HIDE_FIRST: Final = ("NODE", "EVICTION", "RUN", "MIGRATABLE", "METHOD")
 
 
 class CrRef(TypedDict):
@@ -249,25 +257,43 @@ def render_yaml(doc: ReportDoc) -> str:
     return yaml.safe_dump(dict(doc), sort_keys=False, default_flow_style=False, width=1000)
 
 
-def render_table(doc: ReportDoc, *, now: float, width: int = DEFAULT_WIDTH) -> str:
-    """Header, one aligned row per VMI fitting `width` columns, then the advice."""
+def render_table(
+    doc: ReportDoc, *, now: float, width: int | None = DEFAULT_WIDTH, wide: bool = False
+) -> str:
+    """Header, one aligned row per VMI fitting `width` columns (None: no limit), then the
+    advice. `wide` adds each row's WHY and leaves no column out."""
     lines = _header_lines(doc)
     lines.append("")
+    prose = width or DEFAULT_WIDTH
     if doc["vmis"]:
         headers, cells = (
             _preflight_cells(doc["vmis"]) if doc["preflight"] else _report_cells(doc["vmis"], now)
         )
-        lines.extend(format_table(headers, cells, width=width))
+        if wide:
+            headers.append("WHY")
+            for cell, row in zip(cells, doc["vmis"], strict=True):
+                cell.append(row["why"])
+        hide_first = PREFLIGHT_HIDE_FIRST if doc["preflight"] else REPORT_HIDE_FIRST
+        table = format_table(headers, cells, width=None if wide else width, hide_first=hide_first)
+        lines.extend(table.lines)
+        if table.hidden:
+            lines.extend(
+                textwrap.wrap(
+                    f"({', '.join(table.hidden)} left out to fit {width} columns; "
+                    "`-o wide` shows every column and each row's why)",
+                    prose,
+                )
+            )
     else:
         what = "Running VMIs" if doc["preflight"] else "outdated VMIs"
         lines.append(f"No {what}{' match the filters' if _filtered(doc) else ''}.")
     if doc["preflight"]:
-        lines.extend(_stuck_lines(doc["vmis"], width))
+        lines.extend(_stuck_lines(doc["vmis"], prose))
     if doc["advice"]:
         lines.append("")
         lines.append("Advice:")
         for item in doc["advice"]:
-            lines.extend(bullet(item, width))
+            lines.extend(bullet(item, prose))
     return "\n".join(lines) + "\n"
 
 

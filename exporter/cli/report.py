@@ -9,6 +9,7 @@ error, 3 cluster or snapshot unreadable.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import time
@@ -41,7 +42,11 @@ def register(subparsers: argparse._SubParsersAction[CommandParser]) -> None:
     )
     # Choices are checked by `run`, so that every bad value is reported at once.
     parser.add_argument(
-        "-o", "--output", metavar="{table,json,yaml}", default="table", help="default: table"
+        "-o",
+        "--output",
+        metavar="{table,wide,json,yaml}",
+        default="table",
+        help="default: table, as wide as the terminal; wide adds each row's why",
     )
     parser.add_argument(
         "--preflight",
@@ -110,5 +115,19 @@ def run(
     elif args.output == "yaml":
         out.write(report.render_yaml(doc))
     else:
-        out.write(report.render_table(doc, now=moment))
+        wide = args.output == "wide"
+        width = None if wide else table_width(environ, out)
+        out.write(report.render_table(doc, now=moment, width=width, wide=wide))
     return report.exit_code(doc)
+
+
+def table_width(environ: Mapping[str, str], out: TextIO) -> int | None:
+    """The width the table must fit: $COLUMNS, else the terminal's; None (no limit) when the
+    output goes to a file or a pipe, where nothing is gained by leaving columns out."""
+    columns = environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(out.fileno()).columns if out.isatty() else None
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None

@@ -488,3 +488,85 @@ def test_several_bad_flags_are_all_listed() -> None:
     assert serve.returncode == 2
     for problem in ("exclude each other", "--shard='x'", "--log-level='y'"):
         assert problem in serve.stderr, problem
+
+
+# -- item: a table that fits the terminal ------------------------------------------------------
+
+
+def long_named_fleet(tmp_path: Path) -> Path:
+    """The example plus VMIs whose namespace and name are long, as tenants name them."""
+    extra = []
+    for obj in only({"VirtualMachineInstance", "VirtualMachine"}):
+        if obj["metadata"]["name"] == "postgres-primary":
+            renamed = json.loads(json.dumps(obj))
+            renamed["metadata"]["namespace"] = "tenant-databases-customer-facing-eu-west-1a"
+            renamed["metadata"]["name"] = "postgres-primary-with-a-long-descriptive-name-0"
+            extra.append(renamed)
+    return write_list(tmp_path / "long.yaml", [*example_objects(), *extra])
+
+
+def table_rows(text: str) -> list[str]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("NAMESPACE"))
+    end = next(i for i in range(start, len(lines)) if not lines[i] or lines[i].startswith("("))
+    return lines[start:end]
+
+
+@pytest.mark.parametrize("columns", [80, 100, 200])
+def test_the_table_fits_columns_and_never_cuts_a_namespace_or_name(
+    tmp_path: Path, columns: int
+) -> None:
+    path = long_named_fleet(tmp_path)
+    result = console("report", "--snapshot", str(path), env={"COLUMNS": str(columns)})
+    doc = json.loads(console("report", "--snapshot", str(path), "-o", "json").stdout)
+    rows = table_rows(result.stdout)
+    assert "~" not in result.stdout
+    for line, vmi in zip(rows[1:], doc["vmis"], strict=True):
+        assert line.split()[:2] == [vmi["namespace"], vmi["name"]]
+    widest = max(len(line) for line in rows)
+    if widest > columns:  # only what must stay whole may overflow: NAMESPACE, NAME, ACTION
+        assert rows[0].split() == ["NAMESPACE", "NAME", "ACTION"]
+        kept = [max(len(v[k]) for v in doc["vmis"]) for k in ("namespace", "name", "action")]
+        assert widest == sum(kept) + 2
+    if columns >= 200:
+        assert rows[0].split() == [
+            "NAMESPACE",
+            "NAME",
+            "NODE",
+            "REASON",
+            "MIGRATABLE",
+            "METHOD",
+            "ACTION",
+            "RUN",
+            "SINCE",
+        ]
+    else:
+        assert f"left out to fit {columns} columns; `-o wide` shows every column" in " ".join(
+            result.stdout.split()
+        )
+
+
+def test_the_table_on_an_80_column_terminal_keeps_reasons_readable() -> None:
+    result = console("report", "--snapshot", str(EXAMPLE), env={"COLUMNS": "80"})
+    rows = table_rows(result.stdout)
+    assert max(len(line) for line in rows) <= 80
+    assert "~" not in result.stdout
+    assert any("no:HostDevice" in line for line in rows)
+
+
+def test_wide_output_adds_each_rows_why() -> None:
+    result = console("report", "--snapshot", str(EXAMPLE), "-o", "wide", env={"COLUMNS": "80"})
+    doc = json.loads(console("report", "--snapshot", str(EXAMPLE), "-o", "json").stdout)
+    rows = table_rows(result.stdout)
+    assert rows[0].split()[-1] == "WHY"
+    for line, vmi in zip(rows[1:], doc["vmis"], strict=True):
+        assert line.endswith(vmi["why"]), line
+
+
+def test_advice_never_points_at_a_why_column_the_table_does_not_show() -> None:
+    for flags in ([], ["--preflight"]):
+        text = console("report", "--snapshot", str(EXAMPLE), *flags).stdout
+        advice = " ".join(text[text.index("Advice:") :].split())
+        assert "why" in advice
+        assert "row's `why`" not in advice and "(see `why`)" not in advice
+        assert "`report -o wide`" in advice
