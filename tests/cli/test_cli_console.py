@@ -570,3 +570,31 @@ def test_advice_never_points_at_a_why_column_the_table_does_not_show() -> None:
         assert "why" in advice
         assert "row's `why`" not in advice and "(see `why`)" not in advice
         assert "`report -o wide`" in advice
+
+
+# -- item: one runStrategy advice for Halted and Once, with its reason, everywhere -------------
+
+
+def flat(text: str) -> str:
+    """`text` with every run of whitespace and comment markers as one space."""
+    return " ".join(text.replace("#", " ").split())
+
+
+def test_halted_and_once_advice_is_runstrategy_manual_with_one_reason_everywhere() -> None:
+    reason = (
+        "Manual accepts `virtctl restart` and, like Halted and Once, never starts the VM by "
+        "itself; Always would also restart it whenever its guest shuts down"
+    )
+    runbook = REPO / "docs" / "runbooks" / "OutdatedVirtualMachineInstanceNeedsAction.md"
+    for doc in (runbook, REPO / "docs" / "cli.md"):
+        text = flat(doc.read_text())
+        assert reason in text, doc
+        assert "a run strategy that restarts it (`Always`)" not in text, doc
+    plan = console("plan", "--snapshot", str(EXAMPLE)).stdout
+    assert "runStrategy Once: `virtctl restart` is refused; set the VM's runStrategy to Manual" in (
+        flat(plan)
+    )
+    assert reason in flat(plan)
+    doc = json.loads(console("report", "--snapshot", str(EXAMPLE), "-o", "json").stdout)
+    once = row(doc, "db-prod", "batch-import")
+    assert once["runStrategy"] == "Once" and reason in once["why"]
