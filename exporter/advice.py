@@ -16,6 +16,7 @@ Contract:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 from exporter.derive import RESTARTABLE_RUN_STRATEGIES
@@ -26,6 +27,7 @@ from exporter.model import (
     ControlPlane,
     KubeVirt,
     Method,
+    Resource,
     VmiView,
 )
 
@@ -39,14 +41,44 @@ EXIT_OK: Final = 0
 EXIT_NEEDS_ACTION: Final = 1
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where the objects came from and what it lacked: no claim may rest on a missing kind."""
+
+    #: The snapshot read, None for a cluster.
+    snapshot: str | None = None
+    #: Kinds the source did not capture.
+    missing: frozenset[Resource] = frozenset()
+    #: Objects of kinds that are not read, by kind.
+    skipped: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def policy_known(self) -> bool:
+        """The KubeVirt CRs were read, so the update policy (or its absence) is known."""
+        return "kubevirts" not in self.missing
+
+
+#: A cluster read: every kind listed.
+CLUSTER: Final = Source()
+
+#: Where a row's why is shown: the advice names it, never a column the table may not show.
+WHY_SHOWN_BY: Final = "`report -o wide`, or `why` in `-o json`"
+
+#: Why the advice for a Halted or Once VM is runStrategy Manual (docs and runbooks say the same).
+MANUAL_RATHER_THAN_ALWAYS: Final = (
+    "Manual accepts `virtctl restart` and, like Halted and Once, never starts the VM by "
+    "itself; Always would also restart it whenever its guest shuts down"
+)
+
+
 def count_by_action(rows: Sequence[VmiView]) -> dict[str, int]:
     """How many rows have each action; every action is a key, zero included."""
     return {a: sum(1 for v in rows if v.action == a) for a in ACTIONS}
 
 
-def explain(view: VmiView, cp: ControlPlane) -> str:
+def explain(view: VmiView, cp: ControlPlane, *, source: Source = CLUSTER) -> str:
     """Why automation does what `view.method` says, and what `view.action` asks of a human."""
-    why = _why_method(view, cp)
+    why = _why_method(view, cp, source)
     if view.action == "wait":
         return why
     return f"{why}; {_why_action(view)}"
@@ -58,13 +90,23 @@ def _migratable_text(view: VmiView) -> str:
     return f"not live-migratable: {view.not_migratable_reason or CONDITION_MISSING}"
 
 
+def run_strategy_unknown(view: VmiView) -> bool:
+    """The VMI belongs to a VirtualMachine that was not read (not captured, or already gone)."""
+    return view.owner_kind == "VirtualMachine" and not view.run_strategy
+
+
 def _run_strategy_text(view: VmiView) -> str:
     if view.owner_kind != "VirtualMachine":
         return "a standalone VMI is not recreated: it is gone"
+    if run_strategy_unknown(view):
+        return (
+            "whether a new VMI starts depends on the VM's runStrategy, which is unknown (its "
+            "VirtualMachine was not read)"
+        )
     return f"runStrategy {view.run_strategy} does not start a new VMI: the VM stays down"
 
 
-def _why_method(view: VmiView, cp: ControlPlane) -> str:
+def _why_method(view: VmiView, cp: ControlPlane, source: Source) -> str:
     methods = cp.update_methods
     strategy = view.eviction_strategy
     if view.method == "in_progress":
@@ -82,6 +124,11 @@ def _why_method(view: VmiView, cp: ControlPlane) -> str:
         return (
             f"Evict is enabled; eviction strategy {strategy} deletes the launcher pod and "
             f"runStrategy {view.run_strategy} starts a new VMI"
+        )
+    if not source.policy_known:
+        return (
+            "the KubeVirt CR was not read, so what automation does is unknown (shown as if no "
+            "update method were enabled)"
         )
     if cp.crs != 1:
         return f"{cp.crs} KubeVirt CRs: upstream acts only with exactly one, nothing is updated"
@@ -128,6 +175,13 @@ def manual_reason(view: VmiView) -> str:
             f"standalone VMI ({_migratable_text(view)}); recreate it from its manifest "
             "(delete, then create) in a maintenance window"
         )
+    if run_strategy_unknown(view):
+        return (
+            f"its VirtualMachine was not read, so its runStrategy is unknown: `virtctl restart "
+            f"{view.name} -n {view.namespace}` updates it unless the runStrategy is Halted or "
+            "Once (read it with `kubectl get vm "
+            f"{view.name} -n {view.namespace} -o jsonpath='{{.spec.runStrategy}}'`)"
+        )
     if view.run_strategy in RESTARTABLE_RUN_STRATEGIES:
         return (
             "a volume change (VolumesChange) is pending and not live-migratable: "
@@ -138,7 +192,7 @@ def manual_reason(view: VmiView) -> str:
     return (
         f"runStrategy {view.run_strategy}: `virtctl restart` is refused; set the VM's "
         f"runStrategy to Manual, then `virtctl restart {view.name} -n {view.namespace}` in a "
-        "maintenance window"
+        f"maintenance window ({MANUAL_RATHER_THAN_ALWAYS})"
     )
 
 
@@ -166,9 +220,11 @@ def advise(
     *,
     kubevirts: Sequence[KubeVirt] = (),
     preflight: bool = False,
+    source: Source = CLUSTER,
 ) -> list[str]:
-    """The next steps, most important first; each a full sentence."""
-    advice = _control_plane_advice(cp, kubevirts)
+    """The next steps, most important first; each a full sentence. Nothing claimed here rests
+    on a kind the source did not capture."""
+    advice = _control_plane_advice(cp, kubevirts, source)
     counts = count_by_action(rows)
     stuck = sum(1 for v in rows if v.method in STUCK_METHODS)
     adjective = "Running" if preflight else "outdated"
@@ -184,7 +240,14 @@ def advise(
                 f"LiveMigrate is not enabled although {vmis(counts['migrate'], adjective)} could "
                 f"be live-migrated: add it to workloadUpdateMethods in {hco_or_kubevirt_cr(cp)}."
             )
-    advice.extend(_preflight_steps(counts) if preflight else _steps(counts, len(rows)))
+    steps = _preflight_steps(counts) if preflight else _steps(counts, len(rows))
+    if not source.policy_known:
+        steps = [
+            f"Unless automation updates them (unknown without the KubeVirt CR): "
+            f"{step[:1].lower()}{step[1:]}"
+            for step in steps
+        ]
+    advice.extend(steps)
     failing = [v for v in rows if v.update_migration_failures]
     if failing:
         names = ", ".join(f"{v.namespace}/{v.name}" for v in failing[:5])
@@ -212,7 +275,8 @@ def _steps(counts: Mapping[str, int], rows: int) -> list[str]:
         )
     if counts["manual"]:
         steps.append(
-            f"Handle {vmis(counts['manual'], 'outdated')} by hand; each row's `why` says how."
+            f"Handle {vmis(counts['manual'], 'outdated')} by hand; each one's why says how "
+            f"({WHY_SHOWN_BY})."
         )
     if rows and counts["wait"] == rows:
         steps.append("Automation is updating every outdated VMI listed; nothing to do but wait.")
@@ -229,18 +293,27 @@ def _preflight_steps(counts: Mapping[str, int]) -> list[str]:
     if counts["restart"]:
         steps.append(
             f"After an upgrade, {vmis(counts['restart'])} would need a restart: fix what keeps "
-            "them from migrating (see `why`) or plan a maintenance window."
+            f"them from migrating (each one's why: {WHY_SHOWN_BY}) or plan a maintenance window."
         )
     if counts["manual"]:
         steps.append(
-            f"After an upgrade, {vmis(counts['manual'])} would need manual handling (see `why`)."
+            f"After an upgrade, {vmis(counts['manual'])} would need manual handling (each one's "
+            f"why: {WHY_SHOWN_BY})."
         )
     if counts["wait"] and not (counts["migrate"] or counts["restart"] or counts["manual"]):
         steps.append("Automation would update every Running VMI listed after an upgrade.")
     return steps
 
 
-def _control_plane_advice(cp: ControlPlane, kubevirts: Sequence[KubeVirt]) -> list[str]:
+def _control_plane_advice(
+    cp: ControlPlane, kubevirts: Sequence[KubeVirt], source: Source
+) -> list[str]:
+    if not source.policy_known:
+        return [
+            "The snapshot holds no KubeVirt CR, so whether automation updates these VMIs is "
+            "unknown; METHOD and ACTION are shown as if no update method were enabled. Add "
+            "`kubectl get kubevirt -A -o yaml` to the snapshot."
+        ]
     if cp.crs == 0:
         return ["No KubeVirt CR found: upstream will not update any workload."]
     if cp.crs > 1:

@@ -12,13 +12,17 @@ Contract:
 - Only the command line (`exporter.cli`) configures logging; library modules only log.
 - Each line carries `timestamp` (UTC, ISO 8601), `level`, `event`, the logger name when the
   standard library produced it, and the event's key-values; exceptions are rendered in the line.
+- Logging never raises: a line that cannot be written (stderr closed, or a pipe whose reader is
+  gone, as with `| head`) is dropped, so a lost log reader can never keep the process from
+  stopping or change its exit code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from typing import Final, TextIO
+from typing import Final, TextIO, cast
 
 import structlog
 from structlog.typing import Processor
@@ -40,11 +44,35 @@ def wants_json(log_format: str | None, stream: TextIO) -> bool:
     return not (isatty is not None and isatty())
 
 
+class _Unfailing:
+    """A text stream whose writes and flushes never raise (see the module contract)."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text) if self._stream is not None else len(text)
+        except (OSError, ValueError):  # EPIPE, EBADF, or "I/O operation on closed file"
+            return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if self._stream is not None:
+                self._stream.flush()
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream is not None and self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+
 def configure_logging(
     *, log_format: str | None, level: str = "info", stream: TextIO | None = None
 ) -> None:
     """Configure structlog and the standard library's root logger (see module contract)."""
-    stream = sys.stderr if stream is None else stream
+    stream = cast(TextIO, _Unfailing(sys.stderr if stream is None else stream))
     numeric_level = LEVELS[level.lower()]
     as_json = wants_json(log_format, stream)
     shared: list[Processor] = [
@@ -88,9 +116,10 @@ def _route_standard_logging(
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def configure_command_logging(stderr: TextIO) -> None:
+def configure_command_logging(stderr: TextIO, *, level: str = "warning") -> None:
     """Logging for a one-shot command whose stdout carries its output (see module contract)."""
     # Library events (relists, retries) must never reach stdout, which carries the report or the
-    # plan; only warnings are worth a one-shot command's stderr. The process's own stderr, not a
-    # replaced sys.stderr: loggers keep the stream they were first used with.
-    configure_logging(log_format=None, level="warning", stream=sys.__stderr__ or stderr)
+    # plan; by default only warnings are worth a one-shot command's stderr (--log-level says
+    # otherwise). The process's own stderr, not a replaced sys.stderr: loggers keep the stream
+    # they were first used with.
+    configure_logging(log_format=None, level=level, stream=sys.__stderr__ or stderr)

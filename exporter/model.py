@@ -30,6 +30,20 @@ RESOURCES: Final[tuple[Resource, ...]] = (
 #: staging/src/k8s.io/apimachinery/pkg/watch/watch.go; BOOKMARK and ERROR carry none).
 OBJECT_EVENTS: Final = frozenset({"ADDED", "MODIFIED", "DELETED"})
 
+#: The kind of each resource, as objects and messages spell it.
+KINDS: Final[dict[Resource, str]] = {
+    "virtualmachineinstances": "VirtualMachineInstance",
+    "virtualmachines": "VirtualMachine",
+    "virtualmachineinstancemigrations": "VirtualMachineInstanceMigration",
+    "kubevirts": "KubeVirt",
+}
+
+
+class InputError(Exception):
+    """An error in what the user gave (a file, a flag) whose message names the thing and the
+    problem: logged as one line, without a traceback."""
+
+
 #: (namespace, name) of a namespaced object.
 Key = tuple[str, str]
 

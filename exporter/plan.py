@@ -37,8 +37,16 @@ from typing import Any, Final
 
 import yaml
 
-from exporter.advice import EXIT_NEEDS_ACTION, EXIT_OK, hco_or_kubevirt_cr, manual_reason, vmis
-from exporter.model import ControlPlane, Vmim, VmiView
+from exporter.advice import (
+    CLUSTER,
+    EXIT_NEEDS_ACTION,
+    EXIT_OK,
+    Source,
+    hco_or_kubevirt_cr,
+    manual_reason,
+    vmis,
+)
+from exporter.model import KINDS, RESOURCES, ControlPlane, Vmim, VmiView
 from exporter.selection import EVERYTHING, Selection
 from exporter.table import rfc3339
 
@@ -89,6 +97,8 @@ class Plan:
     #: Outdated VMIs in the selection that automation is updating (action wait).
     waiting: int
     generated_at: float
+    #: Where the objects came from and which kinds it lacked.
+    source: Source = CLUSTER
 
 
 def exit_code(plan: Plan) -> int:
@@ -124,6 +134,7 @@ def build_plan(
     *,
     selection: Selection = EVERYTHING,
     batch_size: int | None = None,
+    source: Source = CLUSTER,
     now: float,
 ) -> Plan:
     """The plan for the outdated VMIs that `selection` admits (see the module contract)."""
@@ -143,6 +154,7 @@ def build_plan(
         manual=tuple(v for v in outdated if v.action == "manual"),
         waiting=sum(1 for v in outdated if v.action == "wait"),
         generated_at=now,
+        source=source,
     )
 
 
@@ -207,7 +219,8 @@ def _header(plan: Plan) -> list[str]:
     lines = [
         f"kubevirt-update-exporter plan, {rfc3339(plan.generated_at)}. It changed nothing: "
         "review it, then `kubectl create -f` it.",
-        *_control_plane_warnings(plan.cp),
+        *_source_warnings(plan.source),
+        *_control_plane_warnings(plan.cp, plan.source),
     ]
     if migrations or plan.restarts or plan.manual:
         lines.append(
@@ -218,7 +231,7 @@ def _header(plan: Plan) -> list[str]:
     if plan.waiting:
         lines.append(f"Automation is updating {vmis(plan.waiting, 'more outdated')} (not listed).")
     if migrations:
-        lines.append(_sizing_text(plan.sizing, len(plan.batches)))
+        lines.append(_sizing_text(plan.sizing, len(plan.batches), plan.source))
         lines.append(
             f"One batch at a time: `kubectl create -f plan.yaml -l {BATCH_LABEL}=1`, wait until "
             f"`kubectl get vmim -A -l {BATCH_LABEL}=1` shows Succeeded, then the next. Creating "
@@ -228,7 +241,22 @@ def _header(plan: Plan) -> list[str]:
     return [line for text in lines for line in comment(text)]
 
 
-def _control_plane_warnings(cp: ControlPlane) -> list[str]:
+def _source_warnings(source: Source) -> list[str]:
+    if not source.missing:
+        return []
+    kinds = ", ".join(KINDS[r] for r in RESOURCES if r in source.missing)
+    return [
+        f"WARNING: the snapshot {source.snapshot} holds no {kinds}; what rests on them is "
+        "unknown and said so below."
+    ]
+
+
+def _control_plane_warnings(cp: ControlPlane, source: Source) -> list[str]:
+    if not source.policy_known:
+        return [
+            "WARNING: without the KubeVirt CR it is unknown whether automation updates these "
+            "VMIs; the steps below assume it does not."
+        ]
     if cp.crs != 1:
         return [f"WARNING: {cp.crs} KubeVirt CRs; upstream acts only with exactly one."]
     if not cp.converged:
@@ -243,10 +271,16 @@ def _migrations(count: int) -> str:
     return f"{count} migration" if count == 1 else f"{count} migrations"
 
 
-def _sizing_text(sizing: BatchSizing, batches: int) -> str:
+def _sizing_text(sizing: BatchSizing, batches: int, source: Source = CLUSTER) -> str:
     batch_word = "batch" if batches == 1 else "batches"
     if sizing.budget is None:
         return f"{batches} {batch_word} of at most {sizing.size} (--batch-size)."
+    if "virtualmachineinstancemigrations" in source.missing:
+        return (
+            f"{batches} {batch_word} of at most {sizing.size}: parallelMigrationsPerCluster "
+            f"{sizing.budget}; migrations not finished yet are unknown (the snapshot holds no "
+            "VirtualMachineInstanceMigration), so a batch may wait as Pending."
+        )
     text = (
         f"{batches} {batch_word} of at most {sizing.size}: parallelMigrationsPerCluster "
         f"{sizing.budget} minus {_migrations(sizing.running)} not finished yet."

@@ -6,8 +6,10 @@ Contract:
   (`apiVersion: kubevirt-update-exporter/v1`, `kind: UpdateReport`; docs/cli.md). Without
   `preflight` the rows are the outdated VMIs; with it, every Running VMI with what automation would
   do if the control plane were upgraded now (a view's method/action are computed as if outdated).
-- `render_table` fits the default width (100 columns): long cells are shortened with "~", the full
-  values are in `-o json|yaml`. `render_json`/`render_yaml` serialize the document unchanged.
+- `render_table(doc, width=...)` fits the given width (the terminal's, from the command) without
+  ever cutting a cell: it leaves out whole columns, least needed first, and says which; `wide`
+  adds the WHY column and leaves nothing out. `render_json`/`render_yaml` serialize the document
+  unchanged.
 - `exit_code(doc)`: 0 when no row needs a human, 1 when a row's action is migrate/restart/manual.
   Usage errors are 2 and unreadable sources 3 (the command, `exporter.cli.report`).
 - Pure: no IO, no clock. Each row's `why` and the advice are `exporter.advice`'s words; the table
@@ -17,16 +19,19 @@ Contract:
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, TypedDict
 
 import yaml
 
 from exporter.advice import (
+    CLUSTER,
     EXIT_NEEDS_ACTION,
     EXIT_OK,
     HUMAN_ACTIONS,
     STUCK_METHODS,
+    Source,
     advise,
     count_by_action,
     explain,
@@ -34,7 +39,9 @@ from exporter.advice import (
 )
 from exporter.model import (
     CONDITION_MISSING,
+    KINDS,
     METHODS,
+    RESOURCES,
     ControlPlane,
     KubeVirt,
     VmiView,
@@ -45,8 +52,13 @@ from exporter.table import age, bullet, format_table, go_duration, rfc3339
 #: Version of the machine-readable report; bumped on any incompatible change of its fields.
 API_VERSION: Final = "kubevirt-update-exporter/v1"
 KIND: Final = "UpdateReport"
+#: Where prose (header notes, advice) wraps when the table has no width limit.
 DEFAULT_WIDTH: Final = 100
-OUTPUTS: Final = ("table", "json", "yaml")
+OUTPUTS: Final = ("table", "wide", "json", "yaml")
+#: The report table's columns, least needed first: left out in this order to fit the width.
+#: NAMESPACE, NAME and ACTION always stay (what to act on, and what to do).
+REPORT_HIDE_FIRST: Final = ("SINCE", "NODE", "RUN", "MIGRATABLE", "REASON", "METHOD")
+PREFLIGHT_HIDE_FIRST: Final = ("NODE", "EVICTION", "RUN", "MIGRATABLE", "METHOD")
 
 
 class CrRef(TypedDict):
@@ -54,8 +66,14 @@ class CrRef(TypedDict):
     name: str
 
 
+class SourceDoc(TypedDict):
+    snapshot: str | None
+    missingKinds: list[str]
+    skipped: dict[str, int]
+
+
 class ControlPlaneDoc(TypedDict):
-    kubevirtCRs: int
+    kubevirtCRs: int | None
     kubevirts: list[CrRef]
     observedVersion: str | None
     targetVersion: str | None
@@ -109,6 +127,7 @@ class ReportDoc(TypedDict):
     generatedAt: str
     preflight: bool
     selection: SelectionDoc
+    source: SourceDoc
     controlPlane: ControlPlaneDoc
     summary: SummaryDoc
     advice: list[str]
@@ -125,6 +144,7 @@ def build_report(
     kubevirts: Sequence[KubeVirt] = (),
     selection: Selection = EVERYTHING,
     preflight: bool = False,
+    source: Source = CLUSTER,
     now: float,
 ) -> ReportDoc:
     """The report document: rows sorted by namespace/name, summary and advice over those rows."""
@@ -142,10 +162,15 @@ def build_report(
             "actions": sorted(selection.actions),
             "methods": sorted(selection.methods),
         },
-        "controlPlane": control_plane_doc(cp, kubevirts),
+        "source": {
+            "snapshot": source.snapshot,
+            "missingKinds": [KINDS[r] for r in RESOURCES if r in source.missing],
+            "skipped": dict(sorted(source.skipped.items())),
+        },
+        "controlPlane": control_plane_doc(cp, kubevirts, policy_known=source.policy_known),
         "summary": summarize(rows),
-        "advice": advise(rows, cp, kubevirts=kubevirts, preflight=preflight),
-        "vmis": [vmi_row(v, cp) for v in rows],
+        "advice": advise(rows, cp, kubevirts=kubevirts, preflight=preflight, source=source),
+        "vmis": [vmi_row(v, cp, source=source) for v in rows],
     }
 
 
@@ -153,14 +178,17 @@ def _in_report(view: VmiView, *, preflight: bool) -> bool:
     return view.phase == "Running" if preflight else view.outdated
 
 
-def control_plane_doc(cp: ControlPlane, kubevirts: Sequence[KubeVirt]) -> ControlPlaneDoc:
-    """The header facts; per-CR fields are null unless exactly one KubeVirt CR exists."""
+def control_plane_doc(
+    cp: ControlPlane, kubevirts: Sequence[KubeVirt], *, policy_known: bool = True
+) -> ControlPlaneDoc:
+    """The header facts; per-CR fields are null unless exactly one KubeVirt CR exists, and the
+    CR count is null when the source did not capture KubeVirt CRs."""
     kv = cp.kubevirt
     refs: list[CrRef] = [{"namespace": k.namespace, "name": k.name} for k in kubevirts]
     if kv is not None and not refs:
         refs = [{"namespace": kv.namespace, "name": kv.name}]
     return {
-        "kubevirtCRs": cp.crs,
+        "kubevirtCRs": cp.crs if policy_known else None,
         "kubevirts": sorted(refs, key=lambda r: (r["namespace"], r["name"])),
         "observedVersion": kv.observed_version if kv else None,
         "targetVersion": kv.target_version if kv else None,
@@ -186,8 +214,9 @@ def summarize(rows: Sequence[VmiView]) -> SummaryDoc:
     }
 
 
-def vmi_row(view: VmiView, cp: ControlPlane) -> VmiRow:
-    """One VMI as the schema spells it (the VM of a VM-owned VMI has the VMI's name)."""
+def vmi_row(view: VmiView, cp: ControlPlane, *, source: Source = CLUSTER) -> VmiRow:
+    """One VMI as the schema spells it (the VM of a VM-owned VMI has the VMI's name; its run
+    strategy is null when that VM was not read)."""
     owned = view.owner_kind == "VirtualMachine"
     return {
         "namespace": view.namespace,
@@ -201,12 +230,12 @@ def vmi_row(view: VmiView, cp: ControlPlane) -> VmiRow:
         "method": view.method,
         "action": view.action,
         "vm": view.name if owned else None,
-        "runStrategy": view.run_strategy if owned else None,
+        "runStrategy": (view.run_strategy or None) if owned else None,
         "evictionStrategy": view.eviction_strategy,
         "launcherImage": view.launcher_image,
         "outdatedSince": rfc3339(view.outdated_since) if view.outdated_since is not None else None,
         "updateMigrationFailures": view.update_migration_failures,
-        "why": explain(view, cp),
+        "why": explain(view, cp, source=source),
     }
 
 
@@ -228,25 +257,43 @@ def render_yaml(doc: ReportDoc) -> str:
     return yaml.safe_dump(dict(doc), sort_keys=False, default_flow_style=False, width=1000)
 
 
-def render_table(doc: ReportDoc, *, now: float, width: int = DEFAULT_WIDTH) -> str:
-    """Header, one aligned row per VMI fitting `width` columns, then the advice."""
+def render_table(
+    doc: ReportDoc, *, now: float, width: int | None = DEFAULT_WIDTH, wide: bool = False
+) -> str:
+    """Header, one aligned row per VMI fitting `width` columns (None: no limit), then the
+    advice. `wide` adds each row's WHY and leaves no column out."""
     lines = _header_lines(doc)
     lines.append("")
+    prose = width or DEFAULT_WIDTH
     if doc["vmis"]:
         headers, cells = (
             _preflight_cells(doc["vmis"]) if doc["preflight"] else _report_cells(doc["vmis"], now)
         )
-        lines.extend(format_table(headers, cells, width=width))
+        if wide:
+            headers.append("WHY")
+            for cell, row in zip(cells, doc["vmis"], strict=True):
+                cell.append(row["why"])
+        hide_first = PREFLIGHT_HIDE_FIRST if doc["preflight"] else REPORT_HIDE_FIRST
+        table = format_table(headers, cells, width=None if wide else width, hide_first=hide_first)
+        lines.extend(table.lines)
+        if table.hidden:
+            lines.extend(
+                textwrap.wrap(
+                    f"({', '.join(table.hidden)} left out to fit {width} columns; "
+                    "`-o wide` shows every column and each row's why)",
+                    prose,
+                )
+            )
     else:
         what = "Running VMIs" if doc["preflight"] else "outdated VMIs"
         lines.append(f"No {what}{' match the filters' if _filtered(doc) else ''}.")
     if doc["preflight"]:
-        lines.extend(_stuck_lines(doc["vmis"], width))
+        lines.extend(_stuck_lines(doc["vmis"], prose))
     if doc["advice"]:
         lines.append("")
         lines.append("Advice:")
         for item in doc["advice"]:
-            lines.extend(bullet(item, width))
+            lines.extend(bullet(item, prose))
     return "\n".join(lines) + "\n"
 
 
@@ -258,8 +305,17 @@ def _filtered(doc: ReportDoc) -> bool:
 def _header_lines(doc: ReportDoc) -> list[str]:
     cp = doc["controlPlane"]
     summary = doc["summary"]
+    source = doc["source"]
+    lines = []
+    if source["snapshot"] is not None:
+        missing = source["missingKinds"]
+        lacks = f"; not in it: {', '.join(missing)} (see the warnings)" if missing else ""
+        lines.append(f"Snapshot:  {source['snapshot']}{lacks}")
     refs = ", ".join(f"{r['namespace']}/{r['name']}" for r in cp["kubevirts"])
-    if cp["kubevirtCRs"] != 1:
+    if cp["kubevirtCRs"] is None:
+        kubevirt = "not in the snapshot: the update policy is unknown"
+        update = "methods: unknown (shown as if none were enabled)"
+    elif cp["kubevirtCRs"] != 1:
         listed = f" ({refs})" if refs else ""
         kubevirt = f"{cp['kubevirtCRs']} KubeVirt CRs{listed}: upstream will not update anything"
         update = "methods: none (no single KubeVirt CR)"
@@ -278,6 +334,7 @@ def _header_lines(doc: ReportDoc) -> list[str]:
         )
     what = "Running VMIs (preflight)" if doc["preflight"] else "Outdated VMIs"
     return [
+        *lines,
         f"KubeVirt:  {kubevirt}",
         f"Updates:   {update}",
         f"{what}: {summary['vmis']}, {summary['needsAction']} need a human",
@@ -358,7 +415,10 @@ def _stuck_lines(rows: Sequence[VmiRow], width: int) -> list[str]:
 
 
 def _run_strategy_cell(row: VmiRow) -> str:
-    return row["runStrategy"] or "-" if row["vm"] is not None else "-"
+    """The VM's run strategy; `unknown` when its VM was not read; `-` for a standalone VMI."""
+    if row["vm"] is None:
+        return "-"
+    return row["runStrategy"] or "unknown"
 
 
 #: The table's short spelling of each outdated reason (the JSON/YAML and metrics spell them out).

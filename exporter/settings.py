@@ -8,6 +8,10 @@ Contract:
   (templated manifests often render empty strings). List-valued twins are comma-separated.
 - Validation reads the files the flags name (readable, non-empty token, loadable TLS pair) but
   changes nothing and talks to no server.
+- `resolve_kubeconfig(settings, environ)` picks the cluster's credentials in one documented order
+  (docs/cli.md): `--kubeconfig` (or its twin), `$KUBECONFIG`, `~/.kube/config`, the in-cluster
+  ServiceAccount. A file named that does not exist is the same problem however it was named; no
+  credentials at all is a problem naming every place looked at.
 - `WatchTiming` is the timing of lists and watches (page sizes, timeouts, backoff): not flags,
   production defaults that tests shrink.
 
@@ -22,14 +26,17 @@ import ipaddress
 import os
 import re
 import ssl
+import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final, Literal, NoReturn
 
 from exporter.objects import Scope
 from exporter.selectors import LabelSelector
 
+#: The command's name: the console script, and the prefix of every error and warning it prints.
+PROG: Final = "kubevirt-update-exporter"
 ENV_PREFIX: Final = "KUBEVIRT_UPDATE_EXPORTER_"
 
 LogFormat = Literal["json", "console"]
@@ -61,8 +68,9 @@ class Settings:
 
     kubeconfig: Path | None = None
     """
-    Kubeconfig file to reach the API server. None means the in-cluster ServiceAccount (the normal
-    Deployment case), falling back to the usual kubeconfig discovery outside a pod.
+    Kubeconfig file to reach the API server (after `resolve_kubeconfig`: the file chosen, several
+    joined by os.pathsep as `$KUBECONFIG` lists them). None means the in-cluster ServiceAccount,
+    the normal Deployment case.
     """
 
     snapshot: Path | None = None
@@ -163,6 +171,16 @@ def env_name(flag: str) -> str:
     return ENV_PREFIX + flag.removeprefix("--").replace("-", "_").upper()
 
 
+class CommandParser(argparse.ArgumentParser):
+    """argparse with the command's one error prefix (`kubevirt-update-exporter: error:`)."""
+
+    subcommand_parsers: dict[str, argparse.ArgumentParser]
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{PROG}: error: {message}\n")  # 2: a usage error, as argparse exits
+
+
 class _CollectingParser(argparse.ArgumentParser):
     """An argparse parser that raises instead of printing and exiting (parse_settings is pure)."""
 
@@ -174,7 +192,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the serve flags on `parser`. Values stay text: parse_settings validates them."""
     flag = parser.add_argument
     flag("--listen", metavar="HOST:PORT", help="address to serve on (default 0.0.0.0:8080)")
-    flag("--kubeconfig", metavar="PATH", help="kubeconfig file (default: in-cluster config)")
+    flag("--kubeconfig", metavar="PATH", help=KUBECONFIG_HELP)
     flag("--snapshot", metavar="PATH", help="serve a saved List / multi-doc YAML / JSON / folder")
     flag("--namespace", metavar="NS", action="append", help="watch only NS (repeatable)")
     flag("--label-selector", metavar="SEL", help="label selector for VMIs")
@@ -191,6 +209,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     flag("--log-level", metavar="LEVEL", help="debug, info (default), warning, error, critical")
 
 
+KUBECONFIG_HELP: Final = (
+    "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else the in-cluster "
+    "ServiceAccount)"
+)
+
 SERVE_DESCRIPTION: Final = (
     "Watch the cluster (or serve a snapshot) and export per-VMI update metrics on /metrics. "
     f"Every flag has an environment twin {ENV_PREFIX}<FLAG>; the flag wins."
@@ -201,6 +224,7 @@ def serve_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """A standalone parser for the serve flags (for `--help`; parse_settings builds its own)."""
     parser = argparse.ArgumentParser(prog=prog, description=SERVE_DESCRIPTION)
     add_serve_arguments(parser)
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
     return parser
 
 
@@ -286,6 +310,31 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     if reader.problems:
         raise SettingsError(reader.problems)
     return settings
+
+
+def resolve_kubeconfig(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    """`settings` with the kubeconfig chosen in the module contract's order (None: in-cluster);
+    SettingsError when the file named does not exist or there are no credentials at all."""
+    if settings.snapshot is not None or settings.kubeconfig is not None:
+        return settings
+    named = environ.get("KUBECONFIG", "")
+    if named:
+        existing = [f for f in named.split(os.pathsep) if f and Path(f).is_file()]
+        if not existing:
+            raise SettingsError([f"KUBECONFIG={named!r}: no such file or directory"])
+        return replace(settings, kubeconfig=Path(os.pathsep.join(existing)))
+    default = Path(environ.get("HOME") or Path.home(), ".kube", "config")
+    if default.is_file():
+        return replace(settings, kubeconfig=default)
+    if environ.get("KUBERNETES_SERVICE_HOST"):
+        return settings
+    raise SettingsError(
+        [
+            f"no cluster credentials: --kubeconfig not given, KUBECONFIG not set, {default}: no "
+            "such file or directory, and not in a pod (KUBERNETES_SERVICE_HOST not set); give "
+            "--kubeconfig PATH, or --snapshot PATH to read a saved fleet"
+        ]
+    )
 
 
 def _listen(reader: _Reader) -> tuple[str, int]:

@@ -16,8 +16,16 @@ Contract:
   nesting too deep to decode is one too.
 - Keys given twice in one object and objects given twice (same kind, namespace and name; the last
   one wins, as a relist would) are accepted and reported in one warning per load with their count.
+- A `Census` says which watched kinds a snapshot CAPTURED, which is not the same as "has no
+  objects of": a kind is captured when the snapshot holds an object of it or a list typed for it
+  (`kind: VirtualMachineInstanceMigrationList`, even with no items). An empty `List` (what
+  `kubectl get vmi -A -o yaml` prints on a cluster without VMIs) counts as an empty VMI list;
+  kubectl's untyped Lists cannot say more. A snapshot without a VMI list is unusable
+  (`Census.require_vmis` raises SnapshotError naming the file and what it holds instead).
 - `feed_fleet` replaces every kind's contents with the snapshot's in pages, yielding to the event
-  loop between pages, and marks every kind listed (a kind absent from the snapshot is listed empty).
+  loop between pages, and marks every kind listed (a kind absent from the snapshot is listed empty)
+  except the VMIs of a snapshot without a VMI list: those stay unlisted with the reason as the
+  fleet's problem, so `serve` stays unready and says why.
   It can be cancelled at any moment: YAML is parsed in a daemon thread that stops at the next item
   and that the process never waits for.
 """
@@ -38,19 +46,23 @@ from typing import Any, Final, Protocol
 import structlog
 
 from exporter import yamlstream
-from exporter.model import RESOURCES, Resource
+from exporter.model import KINDS, RESOURCES, InputError, Resource
 
 log = structlog.get_logger(__name__)
 
 #: The API group of the watched kinds; every version it serves (v1, deprecated v1alpha3) is read.
 GROUP: Final = "kubevirt.io"
-KIND_RESOURCES: Final[Mapping[str, Resource]] = {
-    "VirtualMachineInstance": "virtualmachineinstances",
-    "VirtualMachine": "virtualmachines",
-    "VirtualMachineInstanceMigration": "virtualmachineinstancemigrations",
-    "KubeVirt": "kubevirts",
-}
+KIND_RESOURCES: Final[Mapping[str, Resource]] = {kind: r for r, kind in KINDS.items()}
+KIND_NAMES: Final = KINDS
 SUFFIXES: Final = (".yaml", ".yml", ".json")
+#: What is unknown when a snapshot did not capture a kind (warnings, report header, docs).
+MISSING_KIND_EFFECTS: Final[Mapping[Resource, str]] = {
+    "virtualmachineinstances": "every VMI",
+    "virtualmachines": "the run strategy of VMIs owned by a VirtualMachine",
+    "virtualmachineinstancemigrations": "migrations in progress and failed update migrations "
+    "(beyond each VMI's own migrationState)",
+    "kubevirts": "the update policy: whether and how automation updates outdated VMIs",
+}
 #: Objects handed to the Fleet per relist page, with a yield to the event loop after each. Like
 #: exporter.kube's slices: 100 fixture-sized VMIs are ~20 ms of parse + project + derive + render
 #: (500 measured ~100 ms per page, the whole 100 ms stall budget of docs/benchmarks.md).
@@ -60,7 +72,7 @@ Raw = dict[str, Any]
 _WHITESPACE: Final = re.compile(r"[ \t\n\r]*")
 
 
-class SnapshotError(ValueError):
+class SnapshotError(InputError, ValueError):
     """A snapshot that cannot be read; the message names the file, where in it, and the problem."""
 
 
@@ -72,6 +84,68 @@ class Entry:
     raw: Raw
     #: File and position, e.g. "fleet.json: item 17" or "a.yaml: document 2, item 0".
     where: str
+    #: For the end of a List (not an object): how many items it had. `resource` is then the kind
+    #: a typed list names (`VirtualMachineList`), None for kubectl's untyped `List`.
+    listed: int | None = None
+
+
+@dataclass
+class Census:
+    """What a snapshot holds besides its objects: the kinds captured, the objects skipped."""
+
+    path: Path
+    objects: dict[Resource, int] = field(default_factory=lambda: dict.fromkeys(RESOURCES, 0))
+    typed_lists: set[Resource] = field(default_factory=set)
+    empty_lists: int = 0
+    #: Objects of kinds we do not watch, by kind (e.g. {"Pod": 3}).
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def note(self, entry: Entry) -> None:
+        """Count one entry of the snapshot."""
+        if entry.listed is not None:
+            if entry.resource is not None:
+                self.typed_lists.add(entry.resource)
+            elif entry.listed == 0:
+                self.empty_lists += 1
+        elif entry.resource is None:
+            kind = entry.raw.get("kind")
+            name = kind if isinstance(kind, str) else "?"
+            self.skipped[name] = self.skipped.get(name, 0) + 1
+        else:
+            self.objects[entry.resource] += 1
+
+    @property
+    def captured(self) -> frozenset[Resource]:
+        """The watched kinds the snapshot captured (see the module contract)."""
+        found = {r for r in RESOURCES if self.objects[r] or r in self.typed_lists}
+        if self.empty_lists:
+            found.add("virtualmachineinstances")
+        return frozenset(found)
+
+    @property
+    def missing(self) -> tuple[Resource, ...]:
+        """The watched kinds the snapshot did not capture, in RESOURCES order."""
+        return tuple(r for r in RESOURCES if r not in self.captured)
+
+    def require_vmis(self) -> None:
+        """Raise SnapshotError unless the snapshot captured VMIs (a list, maybe empty)."""
+        if "virtualmachineinstances" in self.captured:
+            return
+        raise SnapshotError(
+            f"{self.path}: holds no VirtualMachineInstance list ({self._contents()}); save "
+            "`kubectl get vmi -A -o yaml` into it (on a cluster without VMIs that prints an "
+            "empty List, which counts as zero VMIs)"
+        )
+
+    def _contents(self) -> str:
+        held = [f"{n} {KIND_NAMES[r]}" for r, n in self.objects.items() if n]
+        held += [
+            f"{n} {kind} without an items list" if kind == "List" else f"{n} {kind}"
+            for kind, n in sorted(self.skipped.items())
+        ]
+        if not held:
+            return "it is empty"
+        return "it holds " + ", ".join(held)
 
 
 @dataclass
@@ -129,6 +203,7 @@ class RelistTarget(Protocol):
     def relist_begin(self, resource: Resource) -> None: ...
     def relist_page(self, resource: Resource, raws: Sequence[Mapping[str, Any]]) -> None: ...
     def relist_end(self, resource: Resource) -> None: ...
+    def set_problem(self, resource: Resource, problem: str | None) -> None: ...
 
 
 def snapshot_files(path: Path) -> list[Path]:
@@ -145,17 +220,26 @@ def snapshot_files(path: Path) -> list[Path]:
 
 def load(path: Path) -> dict[Resource, list[Raw]]:
     """Every watched object of the snapshot at `path`, by resource (every kind, maybe empty)."""
+    return read(path)[0]
+
+
+def read(path: Path) -> tuple[dict[Resource, list[Raw]], Census]:
+    """`load(path)` and the snapshot's `Census`."""
     found: dict[Resource, list[Raw]] = {resource: [] for resource in RESOURCES}
+    census = Census(path)
     tally = Tally()
     for file in snapshot_files(path):
         for entry in file_entries(file, read_text(file), tally=tally):
+            census.note(entry)
+            if entry.listed is not None:
+                continue
             if entry.resource is None:
                 _log_skipped(entry)
             else:
                 tally.keep(entry)
                 found[entry.resource].append(entry.raw)
     tally.warn(path)
-    return found
+    return found, census
 
 
 def read_text(file: Path) -> str:
@@ -183,9 +267,17 @@ def file_entries(file: Path, text: str, *, tally: Tally | None = None) -> Iterat
     return yaml_entries(file, text, tally=tally)
 
 
-async def feed_fleet(*, path: Path, fleet: RelistTarget, page_size: int = PAGE_SIZE) -> int:
-    """Replace the fleet's contents with the snapshot's, in pages; return the objects kept."""
+async def feed_fleet(
+    *,
+    path: Path,
+    fleet: RelistTarget,
+    page_size: int = PAGE_SIZE,
+    census: Census | None = None,
+) -> int:
+    """Replace the fleet's contents with the snapshot's, in pages; return the objects kept.
+    `census` (a fresh one by default) counts what the snapshot holds."""
     started = time.monotonic()
+    census = Census(path) if census is None else census
     files = snapshot_files(path)
     for resource in RESOURCES:
         fleet.relist_begin(resource)
@@ -202,6 +294,9 @@ async def feed_fleet(*, path: Path, fleet: RelistTarget, page_size: int = PAGE_S
         async with contextlib.aclosing(batches):  # whatever ends the loop stops the decoding
             async for batch in batches:
                 for entry in batch:
+                    census.note(entry)
+                    if entry.listed is not None:
+                        continue
                     if entry.resource is None:
                         _log_skipped(entry)
                         skipped += 1
@@ -217,6 +312,9 @@ async def feed_fleet(*, path: Path, fleet: RelistTarget, page_size: int = PAGE_S
     for resource in RESOURCES:
         if pages[resource]:
             fleet.relist_page(resource, pages[resource])
+        if resource == "virtualmachineinstances" and resource not in census.captured:
+            fleet.set_problem(resource, f"snapshot {path} holds no VirtualMachineInstance list")
+            continue
         fleet.relist_end(resource)
     tally.warn(path)
     log.info(
@@ -299,8 +397,25 @@ async def _off_loop(
 
 
 async def run_snapshot(*, path: Path, fleet: RelistTarget) -> None:
-    """Load the snapshot into the fleet, then hold it (returns only by cancellation or error)."""
-    await feed_fleet(path=path, fleet=fleet)
+    """Load the snapshot into the fleet, then hold it (returns only by cancellation or error).
+
+    A snapshot without a VMI list is logged as one error and held unready (the fleet's problem
+    says why); kinds it did not capture are logged as one warning naming what is unknown.
+    """
+    census = Census(path)
+    await feed_fleet(path=path, fleet=fleet, census=census)
+    try:
+        census.require_vmis()
+    except SnapshotError as error:
+        log.error("snapshot.unusable", error=str(error))
+    else:
+        if census.missing:
+            log.warning(
+                "snapshot.kinds_missing",
+                path=str(path),
+                kinds=[KIND_NAMES[r] for r in census.missing],
+                unknown=[MISSING_KIND_EFFECTS[r] for r in census.missing],
+            )
     await asyncio.get_running_loop().create_future()
 
 
@@ -337,8 +452,22 @@ def document_entries(file: Path, document: object, where: str) -> Iterator[Entry
     if isinstance(items, list):
         for index, item in enumerate(items):
             yield from item_entries(file, document, item, _at(where, f"item {index}"))
+        yield list_end(file, document, where, len(items))
     else:
         yield _entry(file, document, where)
+
+
+def list_end(file: Path, lst: Mapping[str, Any], where: str, items: int) -> Entry:
+    """The Entry that ends a List of `items` items: which kind it is typed for, if any."""
+    kind, api_version = lst.get("kind"), lst.get("apiVersion")
+    resource = None
+    if (
+        isinstance(kind, str)
+        and isinstance(api_version, str)
+        and api_version.rpartition("/")[0] == GROUP
+    ):
+        resource = KIND_RESOURCES.get(kind.removesuffix("List"))
+    return Entry(resource, {}, f"{file}: {_place(where)}", listed=items)
 
 
 def item_entries(file: Path, lst: Mapping[str, Any], item: object, where: str) -> Iterator[Entry]:
@@ -394,9 +523,11 @@ def _yaml_entries(
     file: Path, parts: Iterator[yamlstream.Item | yamlstream.Document]
 ) -> Iterator[Entry]:
     held: list[yamlstream.Item] = []  # kind-less items of a list whose kind comes after them
+    items = 0  # of the document being read
     for part in parts:
         where = f"document {part.index if isinstance(part, yamlstream.Document) else part.document}"
         if isinstance(part, yamlstream.Item):
+            items += 1
             if isinstance(part.value, dict) and "kind" not in part.value:
                 held.append(part)
             else:
@@ -406,6 +537,8 @@ def _yaml_entries(
             for item in held:
                 yield from item_entries(file, members, item.value, _at(where, f"item {item.index}"))
             held = []
+            yield list_end(file, members, where, items)
+            items = 0
         elif part.value is not None:
             yield from document_entries(file, part.value, where)
 
@@ -459,6 +592,7 @@ class _JsonParser:
         members: Raw = {}
         held: list[tuple[int, Raw]] = []  # kind-less items of a list whose kind is not known yet
         has_items = False
+        count = 0
         position = self.skip(position + 1)
         while not self.text.startswith("}", position):
             if not self.text.startswith('"', position):
@@ -467,7 +601,7 @@ class _JsonParser:
             position = self.expect(position, ":", where)
             if key == "items" and self.text.startswith("[", position):
                 has_items = True
-                position = yield from self.items(position, where, members, held)
+                position, count = yield from self.items(position, where, members, held)
             else:
                 members[key], position = self.value(position, where)
             if not self.text.startswith(",", position):
@@ -478,12 +612,15 @@ class _JsonParser:
             yield from document_entries(self.file, members, where)
         for index, item in held:
             yield from item_entries(self.file, members, item, _at(where, f"item {index}"))
+        if has_items:
+            yield list_end(self.file, members, where, count)
         return position
 
     def items(
         self, position: int, where: str, members: Raw, held: list[tuple[int, Raw]]
-    ) -> Generator[Entry, None, int]:
-        """Decode the `items` array at `position` item by item; return the position after it."""
+    ) -> Generator[Entry, None, tuple[int, int]]:
+        """Decode the `items` array at `position` item by item; return the position after it
+        and the number of items."""
         position = self.skip(position + 1)
         index = 0
         while not self.text.startswith("]", position):
@@ -498,7 +635,7 @@ class _JsonParser:
                 position = self.skip(position + 1)
             elif not self.text.startswith("]", position):
                 raise self.error(position, item_where, "expected ',' or ']' after the item")
-        return self.skip(position + 1)
+        return self.skip(position + 1), index
 
     def value(self, position: int, where: str) -> tuple[Any, int]:
         """Decode one value at `position`; return it and the position after trailing whitespace."""

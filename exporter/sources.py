@@ -1,9 +1,14 @@
 """Where `report` and `plan` get their objects: a live cluster (one list per kind) or a snapshot.
 
 Contract:
-- `add_source_arguments(parser)` declares `--kubeconfig`, `--snapshot`, `--namespace`;
+- `add_source_arguments(parser)` declares `--kubeconfig`, `--snapshot`, `--namespace`,
+  `--label-selector` and `--log-level` (the serve flags of the same names);
   `source_settings(args, environ)` validates them (and their `KUBEVIRT_UPDATE_EXPORTER_*` twins)
-  through `exporter.settings.parse_settings`, raising `SettingsError` with every problem.
+  through `exporter.settings.parse_settings`, raising `SettingsError` with every problem, and
+  resolves the kubeconfig in serve's order (`exporter.settings.resolve_kubeconfig`).
+- `read_fleet` prints every problem of a run at once (the command's own, such as an unknown flag,
+  with the settings'), after the command's usage, under one prefix: `kubevirt-update-exporter:
+  error:`; warnings read `kubevirt-update-exporter: warning:`.
 - `load(settings, progress=...)` reads the objects once (`exporter.kube.list_all`, or the
   `exporter.snapshot` loader for `--snapshot`) and returns a `Fleetview`; it raises `SourceError`
   naming the source when nothing can be read. Reading never writes to the cluster.
@@ -19,24 +24,36 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, TextIO
 
 from exporter import snapshot
+from exporter.advice import Source
 from exporter.fleet import Fleet
 from exporter.kube import KubeError, list_all
 from exporter.model import RESOURCES, ControlPlane, KubeVirt, Resource, Vmim, VmiView
 from exporter.objects import MalformedObject, Scope, project
 from exporter.selfmetrics import SelfMetrics
-from exporter.settings import ENV_PREFIX, Settings, SettingsError, parse_settings
+from exporter.settings import (
+    KUBECONFIG_HELP,
+    LOG_LEVELS,
+    PROG,
+    Settings,
+    SettingsError,
+    env_name,
+    parse_settings,
+    resolve_kubeconfig,
+)
 
 #: Exit codes of `report`/`plan` (docs/cli.md).
 EXIT_USAGE: Final = 2
 EXIT_SOURCE: Final = 3
 #: The serve settings `report` and `plan` share (flags and their environment twins).
-SOURCE_FLAGS: Final = ("kubeconfig", "snapshot", "namespace")
+SOURCE_FLAGS: Final = ("kubeconfig", "snapshot", "namespace", "label-selector", "log-level")
+#: Library events below this level stay off a one-shot command's stderr unless --log-level asks.
+DEFAULT_LOG_LEVEL: Final = "warning"
 
 Raws = Mapping[Resource, Sequence[Mapping[str, Any]]]
 
@@ -55,13 +72,17 @@ class Fleetview:
     migrations: list[Vmim]
     #: One line per object left out (MalformedObject text).
     problems: list[str]
+    #: The snapshot read, None for a cluster.
+    snapshot: Path | None = None
+    #: Kinds the source did not capture (a cluster read lists every kind or fails).
+    missing_kinds: tuple[Resource, ...] = ()
+    #: Objects of kinds that are not read, by kind (a snapshot's Pods, ConfigMaps, ...).
+    skipped: Mapping[str, int] = field(default_factory=dict)
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the source flags; values stay text until `source_settings` validates them."""
-    parser.add_argument(
-        "--kubeconfig", metavar="PATH", help="kubeconfig file (default: in-cluster)"
-    )
+    parser.add_argument("--kubeconfig", metavar="PATH", help=KUBECONFIG_HELP)
     parser.add_argument(
         "--snapshot",
         metavar="PATH",
@@ -69,6 +90,12 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--namespace", metavar="NS", action="append", help="only VMIs in NS (repeatable)"
+    )
+    parser.add_argument("--label-selector", metavar="SEL", help="label selector for VMIs")
+    parser.add_argument(
+        "--log-level",
+        metavar="LEVEL",
+        help="library events on stderr: debug, info, warning (default), error, critical",
     )
 
 
@@ -81,25 +108,39 @@ def source_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Set
         argv += ["--snapshot", args.snapshot]
     for namespace in args.namespace or ():
         argv += ["--namespace", namespace]
-    twins = {f"{ENV_PREFIX}{flag.upper()}" for flag in SOURCE_FLAGS}
-    return parse_settings(argv, {k: v for k, v in environ.items() if k in twins})
+    if args.label_selector is not None:
+        argv += ["--label-selector", args.label_selector]
+    if args.log_level is not None:
+        argv += ["--log-level", args.log_level]
+    twins = {env_name(flag) for flag in SOURCE_FLAGS}
+    settings = parse_settings(argv, {k: v for k, v in environ.items() if k in twins})
+    if args.log_level is None and not environ.get(env_name("log-level")):
+        settings = replace(settings, log_level=DEFAULT_LOG_LEVEL)
+    return resolve_kubeconfig(settings, environ)
 
 
 def load(settings: Settings, *, progress: TextIO | None = None) -> Fleetview:
     """Read the objects `settings` names (snapshot or cluster) and derive their views."""
-    if settings.snapshot is not None:
-        raws = read_snapshot(settings.snapshot)
-    else:
-        raws = read_cluster(settings, progress=progress)
-    return build(raws, scope=settings.scope())
+    if settings.snapshot is None:
+        return build(read_cluster(settings, progress=progress), scope=settings.scope())
+    raws, census = read_snapshot(settings.snapshot)
+    return replace(
+        build(raws, scope=settings.scope()),
+        snapshot=settings.snapshot,
+        missing_kinds=census.missing,
+        skipped=dict(census.skipped),
+    )
 
 
-def read_snapshot(path: Path) -> Raws:
-    """The raw objects of a snapshot; SourceError when it cannot be read or parsed."""
+def read_snapshot(path: Path) -> tuple[Raws, snapshot.Census]:
+    """The raw objects of a snapshot and its census; SourceError when it cannot be read or
+    parsed, or holds no VMI list."""
     try:
-        return snapshot.load(path)
+        raws, census = snapshot.read(path)
+        census.require_vmis()
     except (snapshot.SnapshotError, OSError) as error:
         raise SourceError(f"snapshot {path}: {error}") from error
+    return raws, census
 
 
 def read_cluster(settings: Settings, *, progress: TextIO | None) -> Raws:
@@ -166,20 +207,87 @@ def build(raws: Raws, *, scope: Scope | None = None) -> Fleetview:
 
 
 def read_fleet(
-    args: argparse.Namespace, *, environ: Mapping[str, str], stderr: TextIO
+    args: argparse.Namespace,
+    *,
+    environ: Mapping[str, str],
+    stderr: TextIO,
+    problems: Sequence[str] = (),
+    usage: str = "",
 ) -> Fleetview | int:
-    """The fleet for a `report`/`plan` run, or its exit code (2 settings, 3 source) after
-    printing the error to `stderr`. Malformed objects are printed as warnings."""
+    """The fleet for a `report`/`plan` run, or its exit code (2 usage or settings, 3 source)
+    after printing the error to `stderr`: the command's own `problems` and the settings' all
+    at once, after its `usage`. Malformed objects and incomplete sources are warnings."""
     try:
         settings = source_settings(args, environ)
     except SettingsError as error:
-        stderr.write(f"error: {error}\n")
-        return EXIT_USAGE
+        return _usage_error(stderr, usage, [*problems, *error.problems])
+    if problems:
+        return _usage_error(stderr, usage, problems)
     try:
         fleet = load(settings, progress=stderr if stderr.isatty() else None)
     except SourceError as error:
-        stderr.write(f"error: cannot read the {error}\n")
+        stderr.write(f"{PROG}: error: cannot read the {error}\n")
         return EXIT_SOURCE
     for problem in fleet.problems:
-        stderr.write(f"warning: left out malformed object: {problem}\n")
+        stderr.write(f"{PROG}: warning: left out malformed object: {problem}\n")
+    for warning in completeness_warnings(fleet, namespaces=settings.namespaces):
+        stderr.write(f"{PROG}: warning: {warning}\n")
     return fleet
+
+
+def command_log_level(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    """The level of library events on a one-shot command's stderr: --log-level (or its twin)
+    when it is a level, else warning (a bad value is reported with the other problems)."""
+    given = args.log_level or environ.get(env_name("log-level"), "")
+    return given.strip().lower() if given.strip().lower() in LOG_LEVELS else DEFAULT_LOG_LEVEL
+
+
+def unknown_arguments(args: argparse.Namespace) -> list[str]:
+    """A problem per argument the command's parser did not know (`args.unknown`)."""
+    return [f"{arg!r}: unknown argument" for arg in getattr(args, "unknown", ())]
+
+
+def choice_problems(flag: str, values: Iterable[str], choices: Sequence[str]) -> list[str]:
+    """A problem per value of `flag` that is not one of `choices`."""
+    return [
+        f"{flag}={value!r}: expected one of {', '.join(choices)}"
+        for value in values
+        if value not in choices
+    ]
+
+
+def _usage_error(stderr: TextIO, usage: str, problems: Sequence[str]) -> int:
+    stderr.write(usage)
+    stderr.write(f"{PROG}: error: {SettingsError(problems)}\n")
+    return EXIT_USAGE
+
+
+def source_of(fleet: Fleetview) -> Source:
+    """What `report` and `plan` say about where `fleet` came from and what it lacked."""
+    return Source(
+        snapshot=None if fleet.snapshot is None else str(fleet.snapshot),
+        missing=frozenset(fleet.missing_kinds),
+        skipped=fleet.skipped,
+    )
+
+
+def completeness_warnings(fleet: Fleetview, *, namespaces: Sequence[str] = ()) -> list[str]:
+    """What the source lacks that the output rests on: kinds a snapshot did not capture, objects
+    it skipped, and namespaces asked for that hold no VMI (a typo looks exactly like that)."""
+    where = f"snapshot {fleet.snapshot}" if fleet.snapshot is not None else "the cluster"
+    warnings = [
+        f"{where} holds no {snapshot.KIND_NAMES[r]} (not captured, or there is none): unknown: "
+        f"{snapshot.MISSING_KIND_EFFECTS[r]}"
+        for r in fleet.missing_kinds
+    ]
+    if fleet.skipped:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(fleet.skipped.items()))
+        total = sum(fleet.skipped.values())
+        warnings.append(f"{where}: skipped {total} objects of kinds that are not read ({kinds})")
+    with_vmis = {view.namespace for view in fleet.views}
+    warnings.extend(
+        f"namespace {namespace} holds no VMI in {where} (or does not exist)"
+        for namespace in namespaces
+        if namespace not in with_vmis
+    )
+    return warnings

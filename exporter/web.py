@@ -45,6 +45,7 @@ from aiohttp.typedefs import Handler
 
 from exporter import __version__
 from exporter.connections import ConnectionGuard, RateLimitedExceptionHandler
+from exporter.model import InputError
 from exporter.settings import Settings, read_bearer_token, tls_server_context
 
 log = structlog.get_logger(__name__)
@@ -136,16 +137,24 @@ class RootTasks:
     def _on_done(self, task: asyncio.Task[object]) -> None:
         if self.stopping:
             return
-        if task.cancelled():
-            log.error("serve.root_task_cancelled", task=task.get_name())
-        elif (error := task.exception()) is not None:
-            log.error(
-                "serve.root_task_failed", task=task.get_name(), error=str(error), exc_info=error
-            )
-        else:
-            log.error("serve.root_task_ended", task=task.get_name())
+        # The result first: logging is best effort and must never keep the server from stopping.
         if self.ended is not None and not self.ended.done():
             self.ended.set_result(task.get_name())
+        with contextlib.suppress(Exception):
+            _log_ended(task)
+
+
+def _log_ended(task: asyncio.Task[object]) -> None:
+    """One error line for a root task that stopped; a traceback only for an unexpected error
+    (an `InputError` names the file and the problem, and a traceback would bury it)."""
+    if task.cancelled():
+        log.error("serve.root_task_cancelled", task=task.get_name())
+    elif isinstance(error := task.exception(), InputError):
+        log.error("serve.root_task_failed", task=task.get_name(), error=str(error))
+    elif error is not None:
+        log.error("serve.root_task_failed", task=task.get_name(), error=str(error), exc_info=error)
+    else:
+        log.error("serve.root_task_ended", task=task.get_name())
 
 
 @dataclass

@@ -24,11 +24,14 @@ import structlog
 
 from exporter import __version__
 from exporter.settings import (
+    PROG,
     SERVE_DESCRIPTION,
+    CommandParser,
     Settings,
     SettingsError,
     add_serve_arguments,
     parse_settings,
+    resolve_kubeconfig,
     serve_parser,
 )
 
@@ -37,7 +40,6 @@ if TYPE_CHECKING:  # the serving stack is imported only when serving: report/pla
     from exporter.selfmetrics import SelfMetrics
     from exporter.web import RootTask
 
-PROG: Final = "kubevirt-update-exporter"
 SUBCOMMANDS: Final = ("serve", "report", "plan")
 EXIT_USAGE: Final = 2
 
@@ -51,8 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _top_parser().print_help()
         return 0
     if args and args[0] == "--version":
-        print(f"{PROG} {__version__}")
-        return 0
+        return print_version()
     if not args or args[0] not in SUBCOMMANDS:
         return serve_command(args)
     if args[0] == "serve":
@@ -60,15 +61,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run_subcommand(args)
 
 
+def print_version() -> int:
+    """`--version`, before or after a subcommand."""
+    print(f"{PROG} {__version__}")
+    return 0
+
+
 def serve_command(argv: Sequence[str]) -> int:
     """`serve`: validate the settings (exit 2 listing every problem), then serve until stopped."""
     if "-h" in argv or "--help" in argv:
         serve_parser(f"{PROG} [serve]").print_help()
         return 0
+    if "--version" in argv:
+        return print_version()
     try:
-        settings = parse_settings(argv, os.environ)
+        settings = resolve_kubeconfig(parse_settings(argv, os.environ), os.environ)
     except SettingsError as error:
-        print(f"{PROG}: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     from exporter.log import configure_logging
 
@@ -121,9 +130,14 @@ def _feed(settings: Settings, fleet: Fleet, metrics: SelfMetrics) -> tuple[str, 
 
 
 def _run_subcommand(argv: Sequence[str]) -> int:
-    parser = _top_parser()
-    args = parser.parse_args(argv)
-    return _subcommand_runners()[args.command](args)
+    """Parse with the subcommand's own parser (so its usage is the one shown); flags it does not
+    know are problems listed with the others, not a stop at the first."""
+    top = _top_parser()
+    command = top.subcommand_parsers[argv[0]]
+    args, unknown = command.parse_known_args(argv[1:])
+    args.unknown = unknown
+    args.usage = command.format_usage()
+    return _subcommand_runners()[argv[0]](args)
 
 
 def _subcommand_runners() -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -132,10 +146,10 @@ def _subcommand_runners() -> dict[str, Callable[[argparse.Namespace], int]]:
     return {"report": report.run, "plan": plan.run}
 
 
-def _top_parser() -> argparse.ArgumentParser:
+def _top_parser() -> CommandParser:
     from exporter.cli import plan, report
 
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog=PROG,
         description="Which KubeVirt VMIs run in outdated virt-launcher pods, why, and what will "
         "(or should) update them. Without a subcommand, serve.",
@@ -150,4 +164,7 @@ def _top_parser() -> argparse.ArgumentParser:
     add_serve_arguments(serve_command_parser)
     report.register(subparsers)
     plan.register(subparsers)
+    parser.subcommand_parsers = dict(subparsers.choices)
+    for command in parser.subcommand_parsers.values():
+        command.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser

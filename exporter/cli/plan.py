@@ -18,16 +18,23 @@ from typing import TextIO
 from exporter import plan
 from exporter.log import configure_command_logging
 from exporter.selection import Selection
-from exporter.sources import add_source_arguments, read_fleet
+from exporter.settings import CommandParser
+from exporter.sources import (
+    add_source_arguments,
+    command_log_level,
+    read_fleet,
+    source_of,
+    unknown_arguments,
+)
 
 
-def _batch_size(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return int(text)
+def _batch_size_problems(text: str | None) -> list[str]:
+    if text is None or (text.strip().isdigit() and int(text) >= 1):
+        return []
+    return [f"--batch-size={text!r}: expected an integer >= 1"]
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: argparse._SubParsersAction[CommandParser]) -> None:
     """Add the `plan` subcommand (its flags; `run` executes it)."""
     parser = subparsers.add_parser(
         "plan",
@@ -39,7 +46,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--batch-size",
-        type=_batch_size,
         metavar="N",
         help="migrations per batch (default: parallelMigrationsPerCluster, else 5, minus "
         "migrations not finished yet; at least 1)",
@@ -58,8 +64,15 @@ def run(
 ) -> int:
     """Execute `plan` for parsed `args`: 0 when the plan is empty, 1 when it has steps."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
-    configure_command_logging(err)
-    fleet = read_fleet(args, environ=os.environ if environ is None else environ, stderr=err)
+    environ = os.environ if environ is None else environ
+    configure_command_logging(err, level=command_log_level(args, environ))
+    fleet = read_fleet(
+        args,
+        environ=environ,
+        stderr=err,
+        problems=[*unknown_arguments(args), *_batch_size_problems(args.batch_size)],
+        usage=getattr(args, "usage", ""),
+    )
     if isinstance(fleet, int):
         return fleet
     built = plan.build_plan(
@@ -67,7 +80,8 @@ def run(
         fleet.control_plane,
         fleet.migrations,
         selection=Selection(namespaces=frozenset(args.namespace or ())),
-        batch_size=args.batch_size,
+        source=source_of(fleet),
+        batch_size=None if args.batch_size is None else int(args.batch_size),
         now=time.time() if now is None else now,
     )
     out.write(plan.render_plan(built))

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 from pathlib import Path
@@ -14,6 +13,7 @@ import yaml
 
 from exporter.cli import main, report
 from exporter.plan import BATCH_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from exporter.settings import CommandParser
 from tests import builders
 from tests.cluster import Cluster
 
@@ -174,7 +174,7 @@ def test_report_shows_progress_on_a_terminal_and_keeps_stdout_clean(
     cluster: Cluster, namespace: str
 ) -> None:
     populate(cluster, namespace)
-    parser = argparse.ArgumentParser()
+    parser = CommandParser()
     report.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
         ["report", "--kubeconfig", str(cluster.kubeconfig), "--namespace", namespace, "-o", "json"]

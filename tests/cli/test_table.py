@@ -7,27 +7,37 @@ import pytest
 from exporter.table import format_table, go_duration, short_age
 
 
-def test_format_table_shortens_other_cells_before_names() -> None:
+def test_format_table_never_cuts_a_cell_and_leaves_out_whole_columns_in_order() -> None:
     rows = [["abcdefghijklmnopqrstuvwxyz", "worker-node-01.example", "restart"], ["b", "n", "wait"]]
-    assert format_table(["NAME", "NODE", "ACTION"], rows, width=50) == [
-        "NAME                        NODE           ACTION",
-        "abcdefghijklmnopqrstuvwxyz  worker~xample  restart",
-        "b                           n              wait",
+    table = format_table(["NAME", "NODE", "ACTION"], rows, width=40, hide_first=("NODE",))
+    assert table.lines == [
+        "NAME                       ACTION",
+        "abcdefghijklmnopqrstuvwxyz restart",
+        "b                          wait",
     ]
+    assert table.hidden == ["NODE"]
 
 
-def test_format_table_narrows_the_gap_then_cuts_names_in_the_middle() -> None:
+def test_format_table_narrows_the_gap_before_leaving_out_a_column() -> None:
     rows = [["abcdefghijklmnopqrstuvwxyz", "migration", "restart"], ["b", "-", "wait"]]
-    assert format_table(["NAME", "REASON", "ACTION"], rows, width=30) == [
-        "NAME         REASON    ACTION",
-        "abcdef~vwxyz migration restart",
-        "b            -         wait",
+    table = format_table(["NAME", "REASON", "ACTION"], rows, width=44, hide_first=("REASON",))
+    assert table.lines == [
+        "NAME                       REASON    ACTION",
+        "abcdefghijklmnopqrstuvwxyz migration restart",
+        "b                          -         wait",
     ]
+    assert table.hidden == []
 
 
-def test_format_table_never_cuts_below_the_header() -> None:
-    lines = format_table(["NAMESPACE", "ACTION"], [["a-very-long-namespace", "restart"]], width=5)
-    assert lines == ["NAMESPACE ACTION", "a-ve~pace restart"]
+def test_format_table_keeps_lines_long_rather_than_cut_what_must_stay() -> None:
+    table = format_table(["NAMESPACE", "ACTION"], [["a-very-long-namespace", "restart"]], width=5)
+    assert table.lines == ["NAMESPACE             ACTION", "a-very-long-namespace restart"]
+    assert table.hidden == []
+
+
+def test_format_table_without_a_width_shows_everything() -> None:
+    rows = [["x" * 300, "y"]]
+    assert format_table(["A", "B"], rows, width=None, hide_first=("B",)).hidden == []
 
 
 @pytest.mark.parametrize(

@@ -32,10 +32,18 @@ UNIT_TESTS = sorted((ALERTS / "tests").glob("*.yaml"))
 RUNBOOKS = REPO / "docs" / "runbooks"
 ALERTS_DOC = REPO / "docs" / "alerts.md"
 BUILD_SCRIPT = REPO / "scripts" / "build_prometheusrule.py"
+CHART_RULES = REPO / "charts" / "kubevirt-update-exporter" / "files" / RULES.name
 
-#: Where our runbooks are published (a documented placeholder base, docs/alerts.md).
-RUNBOOK_BASE = (
-    "https://github.com/kubevirt-update-exporter/kubevirt-update-exporter/blob/main/docs/runbooks/"
+#: Our alerts' runbook_url by default: the runbook's path in this repository (docs/alerts.md);
+#: the build parameter --runbook-base-url and the chart value prometheusRule.runbookBaseURL
+#: point them where an installation publishes docs/runbooks/.
+RUNBOOK_BASE = "docs/runbooks/"
+#: Hosts that only stand in for a real one: none may ship by default.
+PLACEHOLDER_HOSTS = (
+    "example.com",
+    "example.org",
+    "example.net",
+    "github.com/kubevirt-update-exporter/",
 )
 UPSTREAM_ALERT = "OutdatedVirtualMachineInstanceWorkloads"
 #: kubevirt/kubevirt: pkg/monitoring/rules/alerts/vms.go (+ the common labels and runbook URL
@@ -306,6 +314,46 @@ def test_our_alerts_link_to_our_runbooks_which_have_the_four_sections() -> None:
         headings = re.findall(r"^## (.+)$", text, flags=re.MULTILINE)
         assert text.startswith(f"# {name}\n"), name
         assert headings == ["Meaning", "Impact", "Diagnosis", "Mitigation"], name
+
+
+def test_no_placeholder_host_ships_in_any_runbook_url_by_default() -> None:
+    shipped = [RULES, PROMETHEUS_RULE, CHART_RULES, *UNIT_TESTS]
+    for path in shipped:
+        text = path.read_text(encoding="utf-8")
+        for line in text.splitlines():
+            if "runbook_url" in line:
+                assert not any(host in line for host in PLACEHOLDER_HOSTS), (path, line)
+    for rule in alerting_rules():
+        url = rule["annotations"]["runbook_url"]
+        # Either upstream's published runbook, or a runbook file of this repository.
+        assert url == UPSTREAM_RUNBOOK or (REPO / url).is_file(), url
+
+
+def test_the_runbook_base_url_is_a_build_parameter_of_alerts(tmp_path: Path) -> None:
+    base = "https://git.internal.test/ops/kubevirt-update-exporter/-/blob/main/docs/runbooks"
+    for kind, flags in (("PrometheusRule", []), ("rules", ["--rules"])):
+        output = tmp_path / f"{kind}.yaml"
+        subprocess.run(
+            [
+                sys.executable,
+                str(BUILD_SCRIPT),
+                "--runbook-base-url",
+                base,
+                "--output",
+                str(output),
+                *flags,
+            ],
+            check=True,
+        )
+        built = yaml.safe_load(output.read_text())
+        groups = built["spec"]["groups"] if kind == "PrometheusRule" else built["groups"]
+        urls = {r["alert"]: r["annotations"]["runbook_url"] for g in groups for r in g["rules"]}
+        for name, url in urls.items():
+            expected = UPSTREAM_RUNBOOK if name == UPSTREAM_ALERT else f"{base}/{name}.md"
+            assert url == expected, (kind, name)
+    # The committed files stay the defaults.
+    check = subprocess.run([sys.executable, str(BUILD_SCRIPT), "--check"], check=False)
+    assert check.returncode == 0
 
 
 def test_runbooks_never_advise_virtctl_stop_and_use_the_exporters_commands() -> None:

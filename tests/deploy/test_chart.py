@@ -317,6 +317,29 @@ def test_prometheusrule_groups_equal_the_alerts_file() -> None:
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
+def test_prometheusrule_runbook_urls_follow_the_runbook_base_url_value() -> None:
+    def urls(sets: list[str]) -> dict[str, str]:
+        rule = one(render(sets=["prometheusRule.enabled=true", *sets]), "PrometheusRule")
+        return {
+            r["alert"]: r["annotations"]["runbook_url"]
+            for g in rule["spec"]["groups"]
+            for r in g["rules"]
+            if "alert" in r
+        }
+
+    default = urls([])
+    assert default["KubevirtUpdateExporterDown"] == "docs/runbooks/KubevirtUpdateExporterDown.md"
+    base = "https://git.internal.test/ops/kue/docs/runbooks/"
+    published = urls([f"prometheusRule.runbookBaseURL={base}"])
+    for name, url in published.items():
+        if name == "OutdatedVirtualMachineInstanceWorkloads":
+            assert url == "https://kubevirt.io/monitoring/runbooks/" + name
+        else:
+            assert url == f"{base}{name}.md"
+    with pytest.raises(ChartError, match="runbookBaseURL"):
+        render(sets=["prometheusRule.enabled=true", "prometheusRule.runbookBaseURL=not a url"])
+
+
 def test_dashboard_configmap_holds_the_dashboard_for_the_grafana_sidecar() -> None:
     configmap = one(scenario("monitoring"), "ConfigMap")
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"

@@ -258,6 +258,9 @@ class RecordingFleet:
     def relist_end(self, resource: Resource) -> None:
         self.calls.append(("end", resource, []))
 
+    def set_problem(self, resource: Resource, problem: str | None) -> None:
+        self.calls.append(("problem", resource, [problem or ""]))
+
 
 async def test_feed_replaces_every_kind_in_pages_and_ends_every_relist(tmp_path: Path) -> None:
     vmis = [obj("VirtualMachineInstance", f"vmi-{i}") for i in range(5)]
