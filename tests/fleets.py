@@ -67,6 +67,8 @@ class VmiCase:
     migration_state: str
     migrated_volumes: int
     storage_not_migratable: bool
+    #: a ReadWriteOnce PVC that the volume migration does not move
+    rwo_left_behind: bool
     eviction_strategy: str | None
     #: the owner VM's runStrategy, None for a standalone VMI
     run_strategy: str | None
@@ -110,6 +112,20 @@ class VmiCase:
             eviction_strategy=self.eviction_strategy,
             owner_vm="" if self.run_strategy is not None else None,
         )
+        if self.migrated_volumes:
+            # The migrated ReadWriteOnce PVC, and maybe one left behind.
+            names = ["disk-0", *(["left-behind"] if self.rwo_left_behind else [])]
+            obj["status"]["volumeStatus"] += [
+                {
+                    "name": name,
+                    "target": f"vd{chr(ord('b') + index)}",
+                    "persistentVolumeClaimInfo": {
+                        "claimName": name,
+                        "accessModes": ["ReadWriteOnce"],
+                    },
+                }
+                for index, name in enumerate(names)
+            ]
         return obj
 
     def vm(self, namespace: str) -> dict[str, Any] | None:
@@ -154,7 +170,7 @@ class Fleet:
 
     def kubevirt(self) -> dict[str, Any]:
         """The KubeVirt CR: one round of the updater covers the whole fleet (migrations and
-        evictions far above the fleet size), and no second eviction batch comes in a run."""
+        evictions far above the fleet size), and the next fleet may evict a second later."""
         return builders.kubevirt(
             self.kubevirt_name,
             builders.KUBEVIRT_NAMESPACE,
@@ -164,7 +180,7 @@ class Fleet:
             eviction_strategy=self.eviction_strategy,
             parallel_migrations_per_cluster=1000,
             batch_eviction_size=1000,
-            batch_eviction_interval="1h",
+            batch_eviction_interval="1s",
             reported_outdated=None,
             observed_deployment_config=None if self.publish_target else "",
         )
@@ -186,7 +202,7 @@ class Fleet:
 def _vmi_case(rng: random.Random, name: str) -> VmiCase:
     running = rng.random() < 0.8
     live: bool | None = rng.choices([True, False, None], weights=[45, 40, 15])[0]
-    migrated = 1 if rng.random() < 0.12 else 0
+    migrated = 1 if rng.random() < 0.15 else 0
     migrations: list[Migration] = []
     if rng.random() < 0.22:
         for _ in range(rng.choice((1, 1, 2))):
@@ -199,12 +215,13 @@ def _vmi_case(rng: random.Random, name: str) -> VmiCase:
         image=rng.choices(IMAGES, weights=[45, 40, 15])[0],
         live_migratable=live,
         not_migratable_reason=rng.choice(NOT_MIGRATABLE_REASONS),
-        duplicate_migratable=rng.random() < 0.05,
+        duplicate_migratable=rng.random() < 0.08,
         changes=tuple(change for change in CHANGES if rng.random() < 0.1),
         change_status=rng.choices(("True", "False"), weights=[80, 20])[0],
         migration_state=rng.choices(("", "running", "ended"), weights=[85, 10, 5])[0],
         migrated_volumes=migrated,
-        storage_not_migratable=bool(migrated) and rng.random() < 0.4,
+        storage_not_migratable=bool(migrated) and rng.random() < 0.3,
+        rwo_left_behind=bool(migrated) and rng.random() < 0.4,
         eviction_strategy=rng.choice((None, None, *EVICTION_STRATEGIES)),
         run_strategy=rng.choice((None, *RUN_STRATEGIES)),
         migrations=tuple(migrations),
@@ -212,7 +229,7 @@ def _vmi_case(rng: random.Random, name: str) -> VmiCase:
 
 
 def generate(
-    seed: int, count: int, *, unconverged: int = 2, size: tuple[int, int] = (8, 14)
+    seed: int, count: int, *, unconverged: int = 2, size: tuple[int, int] = (10, 16)
 ) -> list[Fleet]:
     """`count` fleets from `seed`; the first `unconverged` leave the control plane unconverged."""
     rng = random.Random(seed)
