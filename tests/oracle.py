@@ -209,8 +209,16 @@ class Updater:
 
     @classmethod
     def start(
-        cls, cluster: Cluster, workdir: Path, *, launcher_image: str, kubevirt_namespace: str
+        cls,
+        cluster: Cluster,
+        workdir: Path,
+        *,
+        launcher_image: str,
+        kubevirt_namespace: str,
+        wait: bool = True,
     ) -> Updater:
+        """Start it; with `wait=False` the caller calls `wait_running()` (Go's start-up of
+        upstream's packages takes seconds, other work can overlap it)."""
         process = OracleProcess.start(
             "updater",
             [
@@ -225,12 +233,17 @@ class Updater:
             ],
             workdir,
         )
+        updater = cls(process)
+        if wait:
+            updater.wait_running()
+        return updater
+
+    def wait_running(self) -> None:
         try:
-            process.wait_for_log("running")
+            self.process.wait_for_log("running")
         except BaseException:
-            process.stop()
+            self.process.stop()
             raise
-        return cls(process)
 
     def stop(self) -> None:
         self.process.check()

@@ -76,22 +76,28 @@ def oracle(
     exporter: ExporterProcess | None = None
     webhook: Webhook | None = None
     state: Oracle | None = None
+    updater: Updater | None = None
     try:
-        webhook = Webhook.start(cluster, workdir, kubevirt_namespace=KUBEVIRT_NAMESPACE)
-        cluster.ensure_namespace(KUBEVIRT_NAMESPACE)
+        # Start all three before waiting for any: each takes seconds to come up.
         exporter = ExporterProcess(["--kubeconfig", str(cluster.kubeconfig)], workdir=workdir)
         updater = Updater.start(
             cluster,
             workdir,
             launcher_image=builders.TARGET_IMAGE,
             kubevirt_namespace=KUBEVIRT_NAMESPACE,
+            wait=False,
         )
+        webhook = Webhook.start(cluster, workdir, kubevirt_namespace=KUBEVIRT_NAMESPACE)
+        cluster.ensure_namespace(KUBEVIRT_NAMESPACE)
+        updater.wait_running()
         state = Oracle(cluster, exporter, webhook, updater, workdir)
         exporter.wait_ready()
         yield state
     finally:
-        if state is not None and state.updater is not None:
-            state.updater.stop()
+        if state is not None:
+            updater = state.updater
+        if updater is not None:
+            updater.process.stop()
         if exporter is not None:
             exporter.stop()
         if webhook is not None:
