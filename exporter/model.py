@@ -108,7 +108,8 @@ class Vmi:
     pending_changes: tuple[PendingChange, ...]
     #: status.migrationState.startTimestamp is set and endTimestamp is not.
     migrating: bool
-    #: status.migratedVolumes is non-empty (a volume migration is in progress).
+    #: A volume migration is in progress that the updater may complete by live migration:
+    #: status.migratedVolumes is non-empty and valid (see objects `_volume_migration`).
     volume_migration: bool
     #: spec.evictionStrategy, None when unset.
     eviction_strategy: str | None

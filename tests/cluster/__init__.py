@@ -4,9 +4,11 @@ Contract (the way controller-runtime's envtest runs one):
 - `Cluster.start(workdir)` builds the binaries when missing (`scripts/build-k8s`, cached per version
   outside the checkout), starts etcd and kube-apiserver on free loopback ports with a throwaway CA,
   RBAC authorization, service-account keys, an admin client certificate in `system:masters` and a
-  static token file, waits for `/readyz`, installs the project's KubeVirt CRDs and waits until they
-  are served. Any failure raises `ClusterError` carrying the tail of both process logs: the run
-  fails loudly, it never skips.
+  static token file, waits for `/readyz`, installs KubeVirt's own CRDs for the four kinds (printed
+  by the oracle binary, `scripts/build-upstream`, from kubevirt/kubevirt v1.7.0:
+  pkg/virt-operator/resource/generate/components/crds.go) and waits until they are served. Any
+  failure raises `ClusterError` carrying the tail of both process logs: the run fails loudly, it
+  never skips.
 - `request()` speaks plain HTTPS to the API server (admin certificate, or a bearer token), so tests
   can create, patch and delete objects without depending on the code under test.
 - `restart_apiserver()` / `restart_etcd()` / `compact()` produce real faults on demand; `stop()`
@@ -15,7 +17,9 @@ Contract (the way controller-runtime's envtest runs one):
 
 from __future__ import annotations
 
+import copy
 import datetime
+import functools
 import http.client
 import ipaddress
 import json
@@ -41,7 +45,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 REPO = Path(__file__).resolve().parents[2]
-CRDS = Path(__file__).with_name("crds.yaml")
 #: The user of `--token-auth-file` that has no bindings until a test gives it some.
 RESTRICTED_USER = "restricted"
 #: The `kubernetes` Service's cluster IP: the first address of --service-cluster-ip-range.
@@ -50,10 +53,13 @@ KUBERNETES_SERVICE_IP = "10.0.0.1"
 READY_TIMEOUT = 180.0
 
 Json = dict[str, Any]
-#: Kinds whose status is written through the status subresource (tests/cluster/crds.yaml).
+#: Kinds whose status is written through the status subresource: upstream's CRDs give every kind
+#: but VirtualMachineInstance one (`install_crds` checks that the installed CRDs agree).
 STATUS_SUBRESOURCE_KINDS = frozenset(
     {"VirtualMachine", "VirtualMachineInstanceMigration", "KubeVirt"}
 )
+#: Query that makes the API server refuse unknown or duplicate fields instead of dropping them.
+STRICT = "?fieldValidation=Strict"
 #: metadata the API server assigns on create (it refuses some of them when sent).
 SERVER_OWNED_METADATA = frozenset(
     {"uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink"}
@@ -79,6 +85,41 @@ def build_binaries() -> Path:
     if proc.returncode != 0:
         raise ClusterError(f"scripts/build-k8s failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def build_oracle() -> Path:
+    """The oracle binary (KubeVirt's own code, tools/upstream), building it first when missing."""
+    proc = subprocess.run(
+        [str(REPO / "scripts" / "build-upstream")], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise ClusterError(
+            f"scripts/build-upstream failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
+        )
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@functools.cache
+def upstream_crds() -> list[Json]:
+    """KubeVirt's own CRDs for VMI, VM, VMIM and KubeVirt, as the oracle binary prints them
+    (once per test process: the binary takes seconds to initialize upstream's packages)."""
+    binary = build_oracle()
+    proc = subprocess.run(
+        [str(binary), "crds"], capture_output=True, text=True, check=False, timeout=60
+    )
+    if proc.returncode != 0:
+        raise ClusterError(f"{binary} crds failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # 1.6 MB of YAML: libyaml when present
+    crds = [doc for doc in yaml.load_all(proc.stdout, Loader=loader) if doc]
+    kinds = {crd["spec"]["names"]["kind"] for crd in crds}
+    if kinds != {
+        "VirtualMachineInstance",
+        "VirtualMachine",
+        "VirtualMachineInstanceMigration",
+        "KubeVirt",
+    }:
+        raise ClusterError(f"{binary} crds printed the CRDs of {sorted(kinds)}")
+    return crds
 
 
 @dataclass
@@ -425,14 +466,27 @@ class Cluster:
     # -- CRDs ------------------------------------------------------------------------------
 
     def install_crds(self) -> None:
-        """Create the project's four KubeVirt CRDs and wait until each kind is served."""
-        for crd in yaml.safe_load_all(CRDS.read_text()):
+        """Create upstream's four KubeVirt CRDs and wait until each kind is served."""
+        crds = copy.deepcopy(upstream_crds())
+        with_status = {
+            crd["spec"]["names"]["kind"]
+            for crd in crds
+            if any(
+                "status" in version.get("subresources", {}) for version in crd["spec"]["versions"]
+            )
+        }
+        if with_status != STATUS_SUBRESOURCE_KINDS:
+            raise ClusterError(
+                f"upstream's CRDs give a status subresource to {sorted(with_status)}, "
+                f"the harness writes status through it for {sorted(STATUS_SUBRESOURCE_KINDS)}"
+            )
+        for crd in crds:
             status, body = self.request(
                 "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd
             )
             if status not in (201, 409):
                 raise ClusterError(f"creating CRD {crd['metadata']['name']}: {status} {body}")
-        for crd in yaml.safe_load_all(CRDS.read_text()):
+        for crd in crds:
             plural: str = crd["spec"]["names"]["plural"]
             self._wait(partial(self._served, plural), f"CRD {plural}.kubevirt.io to be served")
 
@@ -559,6 +613,8 @@ class Cluster:
     def create(self, obj: Mapping[str, Any], *, finalizers: bool = True) -> Json:
         """Create a kubevirt.io/v1 object (its namespace first); returns the stored object.
 
+        Upstream's schemas judge it strictly: an unknown field or a value out of range fails.
+
         Server-owned metadata (uid, resourceVersion, ...) in `obj` is dropped, as the API server
         assigns it; everything else is sent as given, and the status of a kind with a status
         subresource is written through it (the create itself drops it). `finalizers=False` drops
@@ -570,10 +626,11 @@ class Cluster:
         namespace = metadata["namespace"]
         self.ensure_namespace(namespace)
         body_in = {**obj, "metadata": metadata}
-        status, body = self.request("POST", kubevirt_path(obj, collection=True), body_in)
+        # Strict: a field upstream's schema does not know is an error, not silently pruned.
+        status, body = self.request("POST", kubevirt_path(obj, collection=True) + STRICT, body_in)
         if status == 201 and "status" in obj and obj["kind"] in STATUS_SUBRESOURCE_KINDS:
             # The create dropped the status; write it the way a controller would.
-            path = kubevirt_path(body) + "/status"
+            path = kubevirt_path(body) + "/status" + STRICT
             status, body = self.request("PATCH", path, {"status": obj["status"]})
             status = 201 if status == 200 else status
         if status != 201:

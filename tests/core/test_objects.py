@@ -73,6 +73,60 @@ def test_vmi_projection_reads_the_outdated_label_deletion_and_volume_migration()
     assert record.volume_migration is True
 
 
+# -- found by the differential test against upstream (tests/test_upstream_oracle.py) -----------
+
+
+def test_any_true_livemigratable_condition_makes_the_vmi_migratable_as_upstream_reads_it() -> None:
+    """`VirtualMachineInstance.IsMigratable()` looks for any True LiveMigratable condition, the
+    updater and the eviction webhook both use it: a False one listed first does not win."""
+    raw = b.vmi(
+        live_migratable=False,
+        extra_conditions=[b.condition("LiveMigratable", "True")],
+    )
+    record = project_vmi(raw)
+    assert (record.live_migratable, record.not_migratable_reason) == (True, "")
+    raw = b.vmi(
+        live_migratable=True,
+        extra_conditions=[b.condition("LiveMigratable", "False", reason="DisksNotLiveMigratable")],
+    )
+    assert project_vmi(raw).live_migratable is True
+
+
+def test_a_volume_migration_refused_by_storage_live_migratable_false_is_no_volume_migration() -> (
+    None
+):
+    """`ValidateVolumesUpdateMigration` fails on StorageLiveMigratable=False, so the updater does
+    not treat the migrated volumes as a reason to live-migrate."""
+    refused = b.vmi(
+        migrated_volumes=1,
+        extra_conditions=[b.condition("StorageLiveMigratable", "False", reason="NotMigratable")],
+    )
+    assert project_vmi(refused).volume_migration is False
+    assert project_vmi(b.vmi(migrated_volumes=1)).volume_migration is True
+
+
+def pvc_volume(name: str, *modes: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "target": "vdb",
+        "persistentVolumeClaimInfo": {"claimName": name, "accessModes": list(modes)},
+    }
+
+
+def test_a_volume_migration_leaving_a_readwriteonce_pvc_behind_is_no_volume_migration() -> None:
+    """Every ReadWriteOnce PVC but the backend-storage one must be among the migrated volumes
+    (`ValidateVolumesUpdateMigration`); shared PVCs may stay."""
+    raw = b.vmi(migrated_volumes=1)  # migrates disk-0
+    raw["status"]["volumeStatus"] = [
+        pvc_volume("disk-0", "ReadWriteOnce"),
+        pvc_volume("shared", "ReadWriteMany"),
+        pvc_volume("persistent-state-for-vmi-1-abcde", "ReadWriteOnce"),
+    ]
+    assert project_vmi(raw).volume_migration is True
+    raw["status"]["volumeStatus"].append(pvc_volume("left-behind", "ReadWriteOnce"))
+    assert project_vmi(raw).volume_migration is False
+
+
 def test_vmi_without_status_projects_to_unknowns() -> None:
     raw = b.vmi()
     del raw["status"]

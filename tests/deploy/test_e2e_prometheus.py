@@ -16,33 +16,31 @@ one stops the exporter.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests import REPO, builders
-from tests.cluster import Cluster, free_port, kubevirt_path
+from tests import builders
+from tests.cluster import Cluster, kubevirt_path
 from tests.exporter_process import ExporterProcess, eventually
+from tests.prometheus import (
+    DASHBOARD,
+    JOB,
+    Prometheus,
+    Result,
+    labelled,
+    rules,
+    running_prometheus,
+)
 
 pytestmark = pytest.mark.cluster
 
-RULES = REPO / "alerts" / "kubevirt-update-exporter.rules.yaml"
-DASHBOARD = REPO / "dashboards" / "kubevirt-update-exporter.json"
-JOB = "kubevirt-update-exporter"
 #: KubeVirt's own count on our CR: far from anything we count, so the drift guard must see it.
 REPORTED = 100000
 #: Metadata the API server sets itself; finalizers are dropped (no controller would remove them).
-
-Result = list[dict[str, Any]]
 
 
 # -- the objects ------------------------------------------------------------------------------
@@ -135,95 +133,17 @@ def exporter(
         process.stop()
 
 
-@dataclass
-class Prometheus:
-    url: str
-
-    def get(self, path: str, **params: str) -> Any:
-        query = urllib.parse.urlencode(params)
-        with urllib.request.urlopen(f"{self.url}{path}?{query}", timeout=30) as response:
-            answer = json.load(response)
-        assert answer["status"] == "success", answer
-        return answer["data"]
-
-    def query(self, expr: str) -> Result:
-        """The instant vector `expr` evaluates to now."""
-        data = self.get("/api/v1/query", query=expr)
-        assert data["resultType"] == "vector", (expr, data)
-        result: Result = data["result"]
-        return result
-
-
-def prometheus_config(target: str) -> dict[str, Any]:
-    return {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(RULES)],
-        "scrape_configs": [
-            {
-                "job_name": JOB,
-                "honor_labels": True,
-                "static_configs": [{"targets": [target]}],
-            }
-        ],
-    }
-
-
 @pytest.fixture(scope="module")
 def prometheus(
     exporter: ExporterProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Prometheus]:
-    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-    if not Path(binary).exists():
-        pytest.fail("prometheus not found: install Debian package `prometheus`")
-    workdir = tmp_path_factory.mktemp("prometheus")
-    config = workdir / "prometheus.yml"
-    config.write_text(yaml.safe_dump(prometheus_config(f"127.0.0.1:{exporter.port}")))
-    port = free_port()
-    log = workdir / "prometheus.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    client = Prometheus(f"http://127.0.0.1:{port}")
-
-    def ready() -> bool:
-        assert process.poll() is None, f"prometheus exited:\n{log.read_text()[-3000:]}"
-        try:
-            with urllib.request.urlopen(f"{client.url}/-/ready", timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    try:
-        eventually(ready, timeout=60, what="prometheus /-/ready")
-        eventually(lambda: client.query(f'up{{job="{JOB}"}} == 1'), timeout=60, what="first scrape")
+    with running_prometheus(
+        f"127.0.0.1:{exporter.port}", tmp_path_factory.mktemp("prometheus")
+    ) as client:
         yield client
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def rules() -> dict[str, dict[str, Any]]:
-    loaded = yaml.safe_load(RULES.read_text(encoding="utf-8"))
-    return {r["alert"]: r for g in loaded["groups"] for r in g["rules"] if "alert" in r}
-
-
-def labelled(result: Result, *labels: str) -> dict[tuple[str, ...], float]:
-    """{(values of `labels`): value} of an instant vector."""
-    return {
-        tuple(sample["metric"].get(label, "") for label in labels): float(sample["value"][1])
-        for sample in result
-    }
 
 
 def in_namespaces(result: Result, *namespaces: str) -> Result:
