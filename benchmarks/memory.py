@@ -15,7 +15,9 @@ RSS per VMI above idle after the scrapes, and RSS after the last burst / RSS bef
 Sources: watch mode lists and watches benchmarks/synthetic_source.py (5-18 KiB VMIs, each
 with its VM, paginated as the API server pages them; no API server); snapshot mode serves a
 JSON List written here from examples/cluster-snapshot.yaml's objects (compact, ~2.7 KiB per
-VMI with its VM, the size `kubectl get -o json` prints for them).
+VMI with its VM, the size `kubectl get -o json` prints for them; two thirds outdated, as right
+after an upgrade), or with `--snapshot-objects synthetic` from the synthetic source's compact
+objects (30% outdated).
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import procstat  # noqa: E402
+from benchmarks.bench_exposition import Objects  # noqa: E402
 from benchmarks.synthetic_source import kubeconfig  # noqa: E402
+from tests import builders  # noqa: E402
 from tests.exporter_process import ExporterProcess  # noqa: E402
 
 IDLE_VMIS = 10
@@ -75,15 +79,28 @@ def write_snapshot(path: Path, vmis: int) -> Path:
     return path
 
 
+def write_synthetic_snapshot(path: Path, vmis: int) -> Path:
+    """A JSON List of the synthetic source's compact objects (benchmarks/synthetic_source.py)."""
+    objects = Objects(vmis, padded=False)
+    with path.open("w") as out:
+        out.write('{"apiVersion":"v1","kind":"List","items":[')
+        out.write(json.dumps(builders.kubevirt(), separators=(",", ":")))
+        for i in range(vmis):
+            out.write(f",{objects.vmi(i)},{objects.vm(i)}")
+        out.write("]}")
+    return path
+
+
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
     return obj["metadata"]["namespace"], obj["metadata"]["name"]
 
 
 @contextmanager
-def synthetic_source(vmis: int, workdir: Path) -> Iterator[list[str]]:
+def synthetic_source(vmis: int, workdir: Path, *, compact: bool = False) -> Iterator[list[str]]:
     """A running benchmarks/synthetic_source.py; yields the exporter's `--kubeconfig` flags."""
+    argv = [sys.executable, "-m", "benchmarks.synthetic_source", "--vmis", str(vmis)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.synthetic_source", "--vmis", str(vmis)],
+        [*argv, *(["--compact"] if compact else [])],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -101,13 +118,14 @@ def synthetic_source(vmis: int, workdir: Path) -> Iterator[list[str]]:
 
 
 @contextmanager
-def source(mode: str, vmis: int, workdir: Path) -> Iterator[list[str]]:
+def source(mode: str, vmis: int, workdir: Path, objects: str) -> Iterator[list[str]]:
     """The exporter flags that make it read `vmis` VMIs in `mode`."""
     if mode == "watch":
         with synthetic_source(vmis, workdir) as flags:
             yield flags
     else:
-        yield ["--snapshot", str(write_snapshot(workdir / f"snapshot-{vmis}.json", vmis))]
+        write = write_snapshot if objects == "example" else write_synthetic_snapshot
+        yield ["--snapshot", str(write(workdir / f"snapshot-{vmis}.json", vmis))]
 
 
 # --- one process --------------------------------------------------------------------------------
@@ -185,6 +203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--vmis", type=int, nargs="+", default=[100_000])
     parser.add_argument("--modes", nargs="+", choices=("watch", "snapshot"),
                         default=["watch", "snapshot"])  # fmt: skip
+    parser.add_argument(
+        "--snapshot-objects",
+        choices=("example", "synthetic"),
+        default="example",
+        help="snapshot mode's VMIs: the example's (default) or the synthetic source's compact ones",
+    )
     parser.add_argument("--scrapes", type=int, default=100)
     parser.add_argument("--bursts", type=int, default=5)
     parser.add_argument("--burst-size", type=int, default=200)
@@ -201,11 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="memory-bench-") as tmp:
         workdir = Path(tmp)
         for mode in args.modes:
-            with source(mode, IDLE_VMIS, workdir) as flags:
+            with source(mode, IDLE_VMIS, workdir, args.snapshot_objects) as flags:
                 idle = measure(flags, workdir=workdir, env=env, **steps)
             print(json.dumps({"mode": mode, "vmis": IDLE_VMIS, **idle}), flush=True)
             for vmis in args.vmis:
-                with source(mode, vmis, workdir) as flags:
+                with source(mode, vmis, workdir, args.snapshot_objects) as flags:
                     full = measure(flags, workdir=workdir, env=env, **steps)
                 print(json.dumps({"mode": mode, "vmis": vmis, **full}), flush=True)
                 print(summary(mode, vmis, idle, full), flush=True)

@@ -4,18 +4,19 @@
 
 Serves N VMIs of 5-18 KiB JSON (benchmarks/bench_exposition.py's objects: disks, volumes, NICs,
 statuses, managedFields; 30% on the old launcher image, 20% not live-migratable, 10%
-standalone), each with its VM, and one KubeVirt CR, paginated (`limit`/`continue`) as the API
-server pages them. Pages are built when asked for, from 64 templates, so the source itself holds
-no fleet and a million VMIs cost it no memory. Watches stay open and silent until their
-`timeoutSeconds`. Prints `listening http://127.0.0.1:PORT` once it serves, then runs until
-SIGTERM/SIGINT. Not a test double: only benchmarks use it (tests use tests/fakeapi.py and the
-real kube-apiserver).
+standalone; `--compact`: the same without the padding, ~2.5 KiB), each with its VM, and one
+KubeVirt CR, paginated (`limit`/`continue`) as the API server pages them. Pages are built when
+asked for, from 64 templates, so the source itself holds no fleet and a million VMIs cost it no
+memory. Watches stay open and silent until their `timeoutSeconds`. Prints
+`listening http://127.0.0.1:PORT` once it serves, then runs until SIGTERM/SIGINT. Not a test
+double: only benchmarks use it (tests use tests/fakeapi.py and the real kube-apiserver).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -38,8 +39,8 @@ RESOURCE_VERSION = "1000"
 class Source:
     """The pages of one synthetic fleet."""
 
-    def __init__(self, vmis: int) -> None:
-        self.objects = Objects(vmis)
+    def __init__(self, vmis: int, *, padded: bool = True) -> None:
+        self.objects = Objects(vmis, padded=padded)
         self.kubevirt = json.dumps(builders.kubevirt(), separators=(",", ":"))
 
     def items(self, resource: str, start: int, limit: int) -> tuple[list[str], int | None]:
@@ -60,7 +61,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         await asyncio.sleep(float(request.query.get("timeoutSeconds") or 600))
-        await response.write_eof()
+        with contextlib.suppress(ConnectionError):  # the exporter went away first
+            await response.write_eof()
         return response
     start = int(request.query.get("continue") or 0)
     limit = int(request.query.get("limit") or 500)
@@ -92,9 +94,9 @@ def kubeconfig(path: Path, url: str) -> Path:
     return path
 
 
-async def serve(vmis: int, port: int) -> None:
+async def serve(vmis: int, port: int, *, padded: bool) -> None:
     app = web.Application()
-    app[SOURCE] = Source(vmis)
+    app[SOURCE] = Source(vmis, padded=padded)
     app.router.add_get("/apis/kubevirt.io/v1/{resource}", handle)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
@@ -112,8 +114,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--vmis", type=int, required=True)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--compact", action="store_true", help="~2.5 KiB VMIs (no disks, volumes, managedFields)"
+    )
     args = parser.parse_args()
-    asyncio.run(serve(args.vmis, args.port))
+    asyncio.run(serve(args.vmis, args.port, padded=not args.compact))
 
 
 if __name__ == "__main__":
