@@ -216,8 +216,18 @@ def measure(name: str, size: int, kubeconfig: Path, workdir: Path, ksm: Path) ->
             "rss_synced": procstat.rss_bytes(peer.popen.pid),
         }
         half = SCRAPES // 2
+        # CPU per scrape as well as latency: on a busy machine the latency tail is mostly
+        # waiting for a core, the CPU time is not.
+        cpu = procstat.cpu_seconds(peer.popen.pid)
         identity = asyncio.run(procstat.scrapes(peer.port, half))
+        figures["identity_cpu_ms_per_scrape"] = (
+            (procstat.cpu_seconds(peer.popen.pid) - cpu) * 1e3 / half
+        )
+        cpu = procstat.cpu_seconds(peer.popen.pid)
         gzipped = asyncio.run(procstat.scrapes(peer.port, SCRAPES - half, encoding="gzip"))
+        figures["gzip_cpu_ms_per_scrape"] = (
+            (procstat.cpu_seconds(peer.popen.pid) - cpu) * 1e3 / (SCRAPES - half)
+        )
         figures["rss_scraped"] = procstat.rss_bytes(peer.popen.pid)
         figures["identity"] = {**procstat.latency_ms(identity), "bytes": identity[-1].size}
         figures["gzip"] = {**procstat.latency_ms(gzipped), "bytes": gzipped[-1].size}
@@ -269,11 +279,11 @@ def updates_cpu(
 
 
 def table(results: Sequence[Mapping[str, Any]], cpu: Sequence[Mapping[str, Any]]) -> str:
-    heads = [f"{r['vmis']:,} VMIs: ours / KSM (ratio)" for r in cpu]
-    rows = ["| Figure | " + " | ".join(heads) + " |"]
-    rows.append("|---|" + "---|" * len(cpu))
     by = {(r["peer"], r["vmis"]): r for r in results}
-    sizes = [r["vmis"] for r in cpu]
+    sizes = sorted({n for peer, n in by if ("exporter", n) in by and ("ksm", n) in by})
+    heads = [f"{n:,} VMIs: ours / KSM (ratio)" for n in sizes]
+    rows = ["| Figure | " + " | ".join(heads) + " |"]
+    rows.append("|---|" + "---|" * len(sizes))
 
     def row(label: str, get: Callable[[Mapping[str, Any]], float], unit: str = "") -> None:
         cells = []
@@ -290,12 +300,19 @@ def table(results: Sequence[Mapping[str, Any]], cpu: Sequence[Mapping[str, Any]]
     row("scrape p99 identity, ms", lambda r: r["identity"]["p99_ms"])
     row("scrape p50 gzip, ms", lambda r: r["gzip"]["p50_ms"])
     row("scrape p99 gzip, ms", lambda r: r["gzip"]["p99_ms"])
+    if all("identity_cpu_ms_per_scrape" in r for r in results):
+        row("CPU per identity scrape, ms", lambda r: r["identity_cpu_ms_per_scrape"])
+        row("CPU per gzip scrape, ms", lambda r: r["gzip_cpu_ms_per_scrape"])
     row("body bytes (identity), KiB", lambda r: r["body_bytes"] / 1024)
     row("gzip body, KiB", lambda r: r["gzip"]["bytes"] / 1024)
     row("series", lambda r: r["series"])
     cells = []
-    for c in cpu:
-        ours, theirs = c["exporter_cpu_ms_per_update"], c["ksm_cpu_ms_per_update"]
+    updates = {c["vmis"]: c for c in cpu}
+    for size in sizes:
+        if size not in updates:
+            cells.append("not measured")
+            continue
+        ours, theirs = (updates[size][f"{p}_cpu_ms_per_update"] for p in ("exporter", "ksm"))
         cells.append(f"{ours:.3f} / {theirs:.3f} ({theirs / ours:.1f}x)")
     rows.append("| CPU per VMI update, ms | " + " | ".join(cells) + " |")
     return "\n".join(rows)
@@ -328,6 +345,7 @@ def plot(results: Sequence[Mapping[str, Any]], path: Path) -> None:
         axes.grid(True, alpha=0.3)
         axes.legend()
         axes.set_ylim(bottom=0)
+        axes.set_xlim(left=0)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
 
@@ -344,7 +362,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fleets", type=int, nargs="+", default=[10_000, 30_000])
     parser.add_argument("--updates", type=int, default=20_000)
     parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument(
+        "--replot",
+        type=Path,
+        nargs="+",
+        metavar="OUTPUT",
+        help="no run: the table and plot from the JSON lines of earlier runs' output",
+    )
     args = parser.parse_args(argv)
+    if args.replot:
+        lines = [json.loads(line) for path in args.replot for line in path.read_text().splitlines()
+                 if line.startswith("{")]  # fmt: skip
+        report(
+            sorted((r for r in lines if "peer" in r), key=lambda r: r["vmis"]),
+            sorted((r for r in lines if "updates" in r), key=lambda r: r["vmis"]),
+            args.plot,
+        )
+        return 0
     # SIGTERM unwinds like Ctrl-C, so the cluster and both exporters are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     ksm = ksm_binary()
