@@ -159,8 +159,9 @@ def _pad_vmi(raw: Json, rng: random.Random, disks: int, nics: int) -> None:
     meta["managedFields"] = _managed_fields(rng, disks)
 
 
-def _vmi_template(index: int) -> str:
-    """A VMI JSON with @@NS@@/@@NAME@@/@@NODE@@/@@UID@@ placeholders, 5-20 KiB once filled."""
+def _vmi_template(index: int, padded: bool = True) -> str:
+    """A VMI JSON with @@NS@@/@@NAME@@/@@NODE@@/@@UID@@ placeholders, 5-20 KiB once filled
+    (~2.5 KiB when not `padded`: the builders' objects as they are)."""
     rng = random.Random(index)
     outdated = index % 10 < 3  # 30% outdated after an upgrade
     migratable = index % 5 != 0  # 20% not live-migratable (RWO disks)
@@ -175,7 +176,8 @@ def _vmi_template(index: int) -> str:
         owner_vm="" if index % 10 else None,  # 10% standalone
         changes=("HotVCPUChange",) if index % 32 == 7 else (),
     )
-    _pad_vmi(raw, rng, disks=1 + index % 16, nics=1 + index % 5)
+    if padded:
+        _pad_vmi(raw, rng, disks=1 + index % 16, nics=1 + index % 5)
     return json.dumps(raw, separators=(",", ":"))
 
 
@@ -190,11 +192,11 @@ def _vm_template(index: int) -> str:
 class Objects:
     """Raw VMI/VM JSON for VMI number i of a fleet of n (deterministic)."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, *, padded: bool = True) -> None:
         self.n = n
         self.namespaces = max(10, n // 500)
         self.nodes = max(10, n // 100)
-        self.vmis = [_vmi_template(i) for i in range(TEMPLATES)]
+        self.vmis = [_vmi_template(i, padded) for i in range(TEMPLATES)]
         self.vms = [_vm_template(i) for i in range(TEMPLATES)]
 
     def _fill(self, template: str, i: int, uid_kind: str) -> str:

@@ -17,19 +17,24 @@ Contract:
   self-metrics) as a list of bytes to write in order: the render store's cached family texts
   (rebuilt only after a change that touches them) plus the self-metrics. `body()` is the same
   joined, which copies tens of megabytes at 100k VMIs: servers should write the chunks.
-  `body_gzip()` is gzip (level 1) of the same text; the per-VMI part is compressed once per
-  generation, in the caller's thread (a worker thread is fine: the Fleet's state is guarded by a
-  lock that is never held while compressing).
+  `body_gzip_chunks()` is gzip (level 1) of the same text, as pieces to write in order;
+  `body_gzip()` the same joined. The per-VMI part is compressed once per generation, however
+  many scrapes ask at once (one compresses, the others wait and share the result), in the
+  caller's thread (a worker thread is fine: the Fleet's state lock is never held while
+  compressing); per scrape only the self-metrics are compressed, a few kilobytes, never a copy
+  of the body.
 - `views()` derives the view of every VMI afresh (for report and plan; seconds at 100k VMIs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import struct
 import threading
 import time
 import zlib
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
 import structlog
@@ -62,6 +67,8 @@ SETTLE_SLICE: Final = 250
 #: gzip level of `body_gzip`: level 1 compresses the highly repetitive exposition ~10x at a
 #: fraction of the CPU of the default level 6.
 GZIP_LEVEL: Final = 1
+#: A gzip member header (RFC 1952): deflate, no name or time, "fastest" (XFL 4), unknown OS.
+GZIP_HEADER: Final = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"
 
 
 class Fleet:
@@ -103,7 +110,9 @@ class Fleet:
         #: Every kind listed once and the VMIs of those lists settled (see `missing`).
         self._ready_once = False
         self._on_first_sync = on_first_sync
-        self._gzip: tuple[int, bytes, Any] | None = None
+        self._gzip: GzipHead | None = None
+        #: Held while the per-VMI part is compressed: one compression per generation.
+        self._gzip_lock = threading.Lock()
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -214,28 +223,26 @@ class Fleet:
             return chunks
 
     def body_gzip(self) -> bytes:
-        """gzip (level 1) of `body()`; safe to call from a worker thread.
+        """gzip (level 1) of `body()`; safe to call from a worker thread."""
+        return b"".join(self.body_gzip_chunks())
 
-        The per-VMI part is compressed once per generation, outside the lock.
+    def body_gzip_chunks(self) -> list[bytes]:
+        """`body_gzip()` as pieces to write in order; safe to call from a worker thread.
+
+        The first piece, the compressed per-VMI part, is shared by every scrape of a generation.
         """
-        with self._lock:
-            self._settle_unattended()
-            generation = self._store.generation
-            tail = self._metrics.render()
-            cached = self._gzip if self._gzip is not None and self._gzip[0] == generation else None
-            chunks = self._store.chunks() if cached is None else []
-        if cached is None:
-            compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-            head = b"".join(
-                [*map(compressor.compress, chunks), compressor.flush(zlib.Z_SYNC_FLUSH)]
-            )
-            cached = (generation, head, compressor)
+        with self._gzip_lock:
             with self._lock:
-                if self._store.generation == generation:
-                    self._gzip = cached
-        _, head, compressor = cached
-        finisher = compressor.copy()
-        return b"".join([head, finisher.compress(tail), finisher.flush()])
+                self._settle_unattended()
+                generation = self._store.generation
+                cached = self._gzip
+                stale = cached is None or cached.generation != generation
+                chunks = self._store.chunks() if stale else []
+            if cached is None or stale:
+                cached = self._gzip = GzipHead.of(generation, chunks)
+        with self._lock:
+            tail = self._metrics.render()
+        return cached.finish(tail)
 
     # --- settling -------------------------------------------------------------------------------
 
@@ -313,6 +320,10 @@ class Fleet:
         for _ in range(min(count, len(self._pending))):
             key, _ = self._pending.popitem()
             self._refresh(key)
+        if not self._pending:
+            # A dict never shrinks as it empties: after the first lists this one would keep a
+            # table sized for the whole fleet (~30 B per VMI) for ever.
+            self._pending = {}
         self._metrics.set_verdict_disagreements(self._store.verdict_disagreements)
         self._note_first_sync()
 
@@ -332,6 +343,38 @@ class Fleet:
     def _settle_unattended(self) -> None:
         if self._pending_event is None:
             self._settle_all()
+
+
+@dataclass(frozen=True, slots=True)
+class GzipHead:
+    """The per-VMI part of one generation's body, compressed: a gzip header and deflate blocks
+    ending on a byte boundary (a sync flush), so that any deflate stream can follow it."""
+
+    generation: int
+    data: bytes
+    #: CRC-32 and length of the text compressed in `data`.
+    crc: int
+    size: int
+
+    @classmethod
+    def of(cls, generation: int, chunks: Sequence[bytes]) -> GzipHead:
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+        pieces, crc, size = [GZIP_HEADER], 0, 0
+        for chunk in chunks:
+            pieces.append(compressor.compress(chunk))
+            crc, size = zlib.crc32(chunk, crc), size + len(chunk)
+        pieces.append(compressor.flush(zlib.Z_SYNC_FLUSH))
+        return cls(generation, b"".join(pieces), crc, size)
+
+    def finish(self, tail: bytes) -> list[bytes]:
+        """The whole gzip member for the text `data` holds followed by `tail`, in pieces: `data`
+        itself, `tail` compressed on its own (final block), the trailer (RFC 1952 CRC32, ISIZE)."""
+        # A small window: the tail is a few kilobytes, and a default compressor costs ~260 KiB.
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -12, 2)
+        end = compressor.compress(tail) + compressor.flush()
+        crc = zlib.crc32(tail, self.crc)
+        trailer = struct.pack("<II", crc, (self.size + len(tail)) & 0xFFFFFFFF)
+        return [self.data, end, trailer]
 
 
 def key_of(raw: Mapping[str, Any]) -> Key | None:

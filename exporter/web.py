@@ -62,8 +62,9 @@ SHUTDOWN_TIMEOUT: Final = 10.0
 #: has been aborted, so this is only a backstop.
 _SERVER_CLEANUP_TIMEOUT: Final = 1.0
 
-#: Bytes handed to the transport per write: bounds the copy it buffers while the client reads.
-WRITE_SLICE: Final = 1 << 20
+#: Bytes handed to the transport per write: bounds the copy it buffers while the client reads
+#: (per connection, so 200 concurrent scrapes hold at most 200 slices; docs/benchmarks.md).
+WRITE_SLICE: Final = 256 * 1024
 
 #: A background coroutine the app runs for its whole life, created anew on each start.
 RootTask = Callable[[], Coroutine[Any, Any, object]]
@@ -73,7 +74,7 @@ class Exposition(Protocol):
     """What the endpoints read (`exporter.fleet.Fleet` is one)."""
 
     def body_chunks(self) -> list[bytes]: ...
-    def body_gzip(self) -> bytes: ...
+    def body_gzip_chunks(self) -> list[bytes]: ...
     def missing(self) -> list[str]: ...
 
 
@@ -222,12 +223,13 @@ async def _metrics(request: web.Request) -> web.StreamResponse:
     headers = {"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"}
     if accepts_gzip(request.headers.get("Accept-Encoding", "")):
         loop = asyncio.get_running_loop()
-        body = await loop.run_in_executor(None, endpoints.exposition.body_gzip)
+        chunks = await loop.run_in_executor(None, endpoints.exposition.body_gzip_chunks)
         headers["Content-Encoding"] = "gzip"
-        return web.Response(body=body, headers=headers)
+    else:
+        chunks = endpoints.exposition.body_chunks()
     response = web.StreamResponse(headers=headers)
     try:
-        await _write_chunks(request, response, endpoints.exposition.body_chunks())
+        await _write_chunks(request, response, chunks)
     except ConnectionError as error:  # reset, broken pipe, or aiohttp's "Connection lost"
         # A scrape timeout on a large fleet does this every time: a count, not an error.
         endpoints.lag_sink.scrape_aborted()

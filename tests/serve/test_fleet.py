@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import time
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -12,7 +16,7 @@ from structlog.testing import capture_logs
 from exporter import fleet as fleet_module
 from exporter import metrics
 from exporter.derive import derive
-from exporter.fleet import Fleet
+from exporter.fleet import Fleet, GzipHead
 from exporter.model import Resource
 from exporter.objects import Scope, project_vm, project_vmi
 from exporter.selectors import LabelSelector
@@ -264,6 +268,48 @@ def test_gzip_and_chunks_carry_the_same_exposition_as_the_body() -> None:
     after = parse(gzip.decompress(fleet.body_gzip()))
     assert {s.label("name") for s in after.of("kubevirt_update_vmi_info")} == {"b"}
     assert "kubevirt_update_exporter_build_info" in after.families
+
+
+def test_gzip_is_one_valid_member_that_any_gzip_reader_decodes_whole() -> None:
+    fleet, _ = populated("a", "b")
+    compressed = fleet.body_gzip()
+    # zlib's own gzip decoder (as Go's and curl's): one member, nothing after its trailer.
+    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    plain = decoder.decompress(compressed) + decoder.flush()
+    assert decoder.eof and decoder.unused_data == b""
+    assert parse(plain).without("kubevirt_update_exporter_") == text(fleet).without(
+        "kubevirt_update_exporter_"
+    )
+    assert b"kubevirt_update_exporter_build_info" in plain
+
+
+def test_scrapes_of_one_generation_share_one_compressed_per_vmi_part() -> None:
+    fleet, _ = populated("a", "b")
+    first, second = fleet.body_gzip_chunks(), fleet.body_gzip_chunks()
+    assert first[0] is second[0]  # shared, not a copy per scrape
+    fleet.apply(VMI, "DELETED", builders.vmi("a"))
+    assert fleet.body_gzip_chunks()[0] is not first[0]
+
+
+def test_concurrent_gzip_scrapes_compress_a_generation_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fleet, _ = populated("a", "b", "c")
+    compressions: list[int] = []
+    original = GzipHead.of
+
+    def counted(generation: int, chunks: Sequence[bytes]) -> GzipHead:
+        compressions.append(generation)
+        time.sleep(0.05)  # long enough for every other thread to ask meanwhile
+        return original(generation, chunks)
+
+    monkeypatch.setattr(GzipHead, "of", counted)
+    with ThreadPoolExecutor(8) as pool:
+        bodies = list(pool.map(lambda _: fleet.body_gzip(), range(16)))
+    assert len(compressions) == 1
+    assert {gzip.decompress(b).split(b"kubevirt_update_exporter_")[0] for b in bodies} == {
+        gzip.decompress(bodies[0]).split(b"kubevirt_update_exporter_")[0]
+    }
 
 
 def test_only_shard_zero_emits_per_kubevirt_series_by_default() -> None:

@@ -51,9 +51,10 @@ class FakeExposition:
         # Pieces, as the Fleet caches them per family: the response is their concatenation.
         return [BODY[:7], b"", BODY[7:]]
 
-    def body_gzip(self) -> bytes:
+    def body_gzip_chunks(self) -> list[bytes]:
         self.gzip_threads.append(threading.get_ident())
-        return gzip.compress(BODY, 1)
+        compressed = gzip.compress(BODY, 1)
+        return [compressed[:5], b"", compressed[5:]]
 
     def missing(self) -> list[str]:
         return list(self.missing_now)
