@@ -162,7 +162,7 @@ def _vmi_conditions(
     return migratable, reason, _pending(found)
 
 
-def _volume_migration(reader: _Reader, status: Mapping[str, Any], name: str) -> bool:
+def _volume_migration(reader: Reader, status: Mapping[str, Any], name: str) -> bool:
     """A volume migration the workload updater would complete by live migration: migrated
     volumes are listed, no `StorageLiveMigratable=False` condition, and every ReadWriteOnce PVC
     of the VMI (but its backend-storage PVC) is among them (kubevirt/kubevirt:
