@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,8 +41,12 @@ def podman(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 def fetch(port: int, path: str) -> tuple[int, str]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
-        return resp.status, resp.read().decode()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        with err:  # an unready 503 holds the connection until closed
+            return err.code, err.read().decode()
 
 
 def exporter_families(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

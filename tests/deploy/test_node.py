@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -186,8 +187,12 @@ def restricted_namespace(cluster: Cluster, name: str) -> str:
 
 
 def get(url: str) -> tuple[int, str]:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return resp.status, resp.read().decode()
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        with err:  # an error answer holds the connection until closed
+            return err.code, err.read().decode()
 
 
 def scrape(pod: Json, port: int = 8080) -> Samples:
