@@ -23,6 +23,7 @@ Contract:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -44,6 +45,11 @@ from tests.cluster import KUBERNETES_SERVICE_IP, Cluster, Process, free_port
 
 #: Where every run keeps its sockets, state and mounts (short: unix socket paths are limited).
 RUN_BASE = Path("/run/kue-node")
+#: Held (flock) by the one node running on this machine: the bridge, subnet and rules are
+#: machine-wide, so a second test session waits for the first instead of sweeping it away.
+LOCK = Path("/run/kue-node.lock")
+#: How long a session waits for another session's node to finish.
+LOCK_TIMEOUT = 1800.0
 #: The pod network's bridge, its subnet and the node's address on it (the gateway).
 BRIDGE = "kuenode0"
 SUBNET = "172.31.237.0/24"
@@ -83,9 +89,15 @@ def run(argv: Sequence[str], *, check: bool = True, timeout: float = 120.0) -> s
 
 
 def sweep() -> None:
-    """Remove whatever any run of this harness left: processes, mounts, rules, the bridge."""
+    """Remove whatever any run of this harness left: processes, mounts, rules, the bridge.
+
+    Call it holding LOCK (`Node.start`/`stop` do). A run directory whose session (its name is
+    that pytest process's pid) is still alive and is not this one is left alone.
+    """
     if RUN_BASE.exists():
         for rundir in sorted(RUN_BASE.iterdir()):
+            if rundir.name != str(os.getpid()) and _alive(rundir.name):
+                continue
             _end_processes_under(rundir)
             _unmount_under(rundir)
             # The CNI bridge plugin turns forwarding on; put back what the run found.
@@ -99,6 +111,32 @@ def sweep() -> None:
         cached.unlink(missing_ok=True)
     if Path(f"/sys/class/net/{BRIDGE}").exists():
         run(["ip", "link", "delete", BRIDGE], check=False)
+
+
+def _alive(pid: str) -> bool:
+    return pid.isdigit() and Path(f"/proc/{pid}").exists()
+
+
+@contextlib.contextmanager
+def machine_lock(timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold LOCK, waiting up to `timeout` for another session's node (NodeError after)."""
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK.open("a") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise NodeError(
+                        f"another test session held {LOCK} for {timeout:.0f}s"
+                    ) from None
+                time.sleep(1.0)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _end_processes_under(rundir: Path) -> None:
@@ -247,6 +285,8 @@ class Node:
     cluster: Cluster
     processes: list[Process] = field(default_factory=list)
     ip_forward_before: str = "0"
+    #: Releases LOCK when the node stops.
+    lock: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     #: The kubelet's iptables chains that existed before it started (left alone at stop).
     chains_before: AbstractSet[tuple[str, str, str]] = frozenset()
 
@@ -264,7 +304,28 @@ class Node:
         images: Sequence[Path],
         apiserver_args: Sequence[str] = (),
     ) -> Node:
-        """Start the whole node (see the module docstring); `images` are docker archives."""
+        """Start the whole node (see the module docstring); `images` are docker archives.
+
+        Waits for LOCK first: one node per machine at a time."""
+        lock = contextlib.ExitStack()
+        lock.enter_context(machine_lock())
+        try:
+            return cls._start_locked(
+                workdir, images=images, apiserver_args=apiserver_args, lock=lock
+            )
+        except BaseException:
+            lock.close()
+            raise
+
+    @classmethod
+    def _start_locked(
+        cls,
+        workdir: Path,
+        *,
+        images: Sequence[Path],
+        apiserver_args: Sequence[str],
+        lock: contextlib.ExitStack,
+    ) -> Node:
         sweep()
         workdir.mkdir(parents=True, exist_ok=True)
         rundir = RUN_BASE / str(os.getpid())
@@ -282,7 +343,7 @@ class Node:
             )
             for proc in (cluster.etcd, cluster.apiserver):
                 record_pid(rundir, proc)
-            node = cls(workdir, rundir, cluster, ip_forward_before=ip_forward)
+            node = cls(workdir, rundir, cluster, ip_forward_before=ip_forward, lock=lock)
         except BaseException:
             if cluster is not None:
                 cluster.stop()
@@ -324,6 +385,7 @@ class Node:
         sweep()
         remove_kubelet_chains(keep=self.chains_before)
         IP_FORWARD.write_text(self.ip_forward_before + "\n")
+        self.lock.close()
 
     def _remove_containers(self) -> None:
         """Kill and delete every container and task containerd runs for us (shims exit too)."""
