@@ -46,6 +46,7 @@ from exporter.rawobject import MalformedObject as MalformedObject  # what projec
 from exporter.selectors import LabelSelector
 from exporter.sharding import shard_of
 from exporter.timeparse import parse_go_duration
+from exporter.volumes import volume_migration
 
 # Label and annotation names, condition types and values, all from kubevirt/kubevirt:
 # staging/src/kubevirt.io/api/core/v1/types.go.
@@ -55,13 +56,6 @@ WORKLOAD_UPDATE_MIGRATION_ANNOTATION: Final = "kubevirt.io/workloadUpdateMigrati
 #: (kubevirt/kubevirt: pkg/virt-controller/watch/workload-updater/workload-updater.go).
 WORKLOAD_UPDATE_MIGRATION_PREFIX: Final = "kubevirt-workload-update-"
 CONDITION_LIVE_MIGRATABLE: Final = "LiveMigratable"
-CONDITION_STORAGE_LIVE_MIGRATABLE: Final = "StorageLiveMigratable"
-#: Prefix of the backend-storage PVC's volume (kubevirt/kubevirt:
-#: pkg/storage/backend-storage/backend-storage.go `PVCPrefix`, `basePVC`).
-BACKEND_STORAGE_PVC_PREFIX: Final = "persistent-state-for-"
-#: Access modes that make a PVC shared; any other set is ReadWriteOnce for a volume migration
-#: (kubevirt/kubevirt: pkg/storage/types/pvc.go `IsReadWriteOnceAccessMode`).
-SHARED_ACCESS_MODES: Final = frozenset({"ReadOnlyMany", "ReadWriteMany"})
 CONDITION_AVAILABLE: Final = "Available"
 
 #: Condition type -> (reason it makes a VMI change-outdated, whether any status counts).
@@ -115,7 +109,7 @@ def project_vmi(raw: Mapping[str, Any]) -> Vmi:
         not_migratable_reason=not_migratable_reason,
         pending_changes=changes,
         migrating=_migrating(reader, status),
-        volume_migration=_volume_migration(reader, status, name),
+        volume_migration=volume_migration(reader, status, name),
         eviction_strategy=intern_optional(reader.string(spec, "evictionStrategy", "spec")),
         owner_vm=_owner_vm(reader, meta),
         running_since=_running_since(reader, status),
@@ -160,46 +154,6 @@ def _vmi_conditions(
     if any_true:
         return True, "", _pending(found)
     return migratable, reason, _pending(found)
-
-
-def _volume_migration(reader: Reader, status: Mapping[str, Any], name: str) -> bool:
-    """A volume migration the workload updater would complete by live migration: migrated
-    volumes are listed, no `StorageLiveMigratable=False` condition, and every ReadWriteOnce PVC
-    of the VMI (but its backend-storage PVC) is among them (kubevirt/kubevirt:
-    pkg/virt-controller/watch/volume-migration/volume-migration.go
-    `ValidateVolumesUpdateMigration`, as `getUpdateData` calls it); found by the differential
-    test."""
-    migrated = reader.array(status, "migratedVolumes", "status")
-    if not migrated:
-        return False
-    for path, condition in reader.items(status, "conditions", "status"):
-        if (
-            reader.string(condition, "type", path) == CONDITION_STORAGE_LIVE_MIGRATABLE
-            and reader.string(condition, "status", path) == "False"
-        ):
-            return False
-    moving = {
-        reader.string(volume, "volumeName", path)
-        for path, volume in reader.items(status, "migratedVolumes", "status")
-    }
-    volumes = list(reader.items(status, "volumeStatus", "status"))
-    backend = ""
-    for path, volume in volumes:
-        if BACKEND_STORAGE_PVC_PREFIX + name in (reader.string(volume, "name", path) or ""):
-            claim = reader.mapping(volume, "persistentVolumeClaimInfo", path)
-            backend = reader.string(claim, "claimName", path) or ""
-            break
-    for path, volume in volumes:
-        claim = reader.mapping(volume, "persistentVolumeClaimInfo", path)
-        if not claim:
-            continue
-        volume_name = reader.string(volume, "name", path)
-        if volume_name == backend:
-            continue
-        modes = reader.array(claim, "accessModes", f"{path}.persistentVolumeClaimInfo")
-        if not SHARED_ACCESS_MODES & set(modes) and volume_name not in moving:
-            return False
-    return True
 
 
 def _pending(found: Mapping[OutdatedReason, PendingChange]) -> tuple[PendingChange, ...]:

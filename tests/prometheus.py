@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import REPO
 from tests.cluster import free_port
 from tests.exporter_process import eventually
 
-REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "alerts" / "kubevirt-update-exporter.rules.yaml"
 DASHBOARD = REPO / "dashboards" / "kubevirt-update-exporter.json"
 JOB = "kubevirt-update-exporter"

@@ -73,7 +73,7 @@ def test_vmi_projection_reads_the_outdated_label_deletion_and_volume_migration()
     assert record.volume_migration is True
 
 
-# -- found by the differential test against upstream (tests/test_upstream_oracle.py) -----------
+# -- found by the differential test against upstream (tests/upstream/test_oracle.py) -----------
 
 
 def test_any_true_livemigratable_condition_makes_the_vmi_migratable_as_upstream_reads_it() -> None:
