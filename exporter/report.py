@@ -14,6 +14,9 @@ Contract:
   Usage errors are 2 and unreadable sources 3 (the command, `exporter.cli.report`).
 - Pure: no IO, no clock. Each row's `why` and the advice are `exporter.advice`'s words; the table
   layout is `exporter.table`'s.
+
+Longer than most modules: the document schema and the three renderings (table, JSON, YAML)
+change together; splitting them would spread one schema over several files.
 """
 
 from __future__ import annotations

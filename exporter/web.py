@@ -25,6 +25,9 @@ Contract:
   went away) stop cleanly and return 0.
 
 This is the only module that imports aiohttp.web.
+
+Longer than most modules: it is the one aiohttp.web importer, so every HTTP concern (routes,
+auth, the abort-aware body writer, the connection guard's wiring, bounded shutdown) meets here.
 """
 
 from __future__ import annotations
