@@ -36,6 +36,8 @@ Result = list[dict[str, Any]]
 @dataclass
 class Prometheus:
     url: str
+    process: subprocess.Popen[bytes]
+    log: Path
 
     def get(self, path: str, **params: str) -> Any:
         query = urllib.parse.urlencode(params)
@@ -67,43 +69,54 @@ def prometheus_config(target: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def running_prometheus(target: str, workdir: Path) -> Iterator[Prometheus]:
-    """A real Prometheus scraping `target` every second under JOB with the shipped rules."""
-    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-    if not Path(binary).exists():
-        pytest.fail("prometheus not found: install Debian package `prometheus`")
-    config = workdir / "prometheus.yml"
-    config.write_text(yaml.safe_dump(prometheus_config(target)))
+def prometheus_process(
+    binary: str | Path, config: dict[str, Any], workdir: Path
+) -> Iterator[Prometheus]:
+    """`binary` run with `config` on a free loopback port, its data and log in `workdir`;
+    stopped when the context ends."""
+    config_file = workdir / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(config))
     port = free_port()
     log = workdir / "prometheus.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [
                 binary,
-                f"--config.file={config}",
+                f"--config.file={config_file}",
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{port}",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    client = Prometheus(f"http://127.0.0.1:{port}")
-
-    def ready() -> bool:
-        assert process.poll() is None, f"prometheus exited:\n{log.read_text()[-3000:]}"
-        try:
-            with urllib.request.urlopen(f"{client.url}/-/ready", timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
     try:
-        eventually(ready, timeout=60, what="prometheus /-/ready")
-        eventually(lambda: client.query(f'up{{job="{JOB}"}} == 1'), timeout=60, what="first scrape")
-        yield client
+        yield Prometheus(f"http://127.0.0.1:{port}", process, log)
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def running_prometheus(target: str, workdir: Path) -> Iterator[Prometheus]:
+    """A real Prometheus scraping `target` every second under JOB with the shipped rules."""
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    if not Path(binary).exists():
+        pytest.fail("prometheus not found: install Debian package `prometheus`")
+    with prometheus_process(binary, prometheus_config(target), workdir) as client:
+
+        def ready() -> bool:
+            assert client.process.poll() is None, (
+                f"prometheus exited:\n{client.log.read_text()[-3000:]}"
+            )
+            try:
+                with urllib.request.urlopen(f"{client.url}/-/ready", timeout=2) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        eventually(ready, timeout=60, what="prometheus /-/ready")
+        eventually(lambda: client.query(f'up{{job="{JOB}"}} == 1'), timeout=60, what="first scrape")
+        yield client
 
 
 def rules() -> dict[str, dict[str, Any]]:

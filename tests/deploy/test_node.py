@@ -13,7 +13,6 @@ uninstall). If any component cannot start, they fail with its logs; they never s
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -31,15 +30,15 @@ import yaml
 
 from tests import REPO, builders
 from tests.chart import CHART, helm_binary
-from tests.cluster import Cluster, free_port
+from tests.cluster import Cluster
 from tests.exporter_process import ExporterProcess, Samples, eventually, parse_exposition
 from tests.node import NODE_NAME, PAUSE_IMAGE, Node
 from tests.node.image import IMAGE_REPOSITORY, build_image, image_tag
+from tests.prometheus import RULES, Prometheus, prometheus_process
 
 pytestmark = pytest.mark.node
 
 ARTIFACTS = REPO / "test-artifacts"
-RULES = REPO / "alerts" / "kubevirt-update-exporter.rules.yaml"
 JOB = "kubevirt-update-exporter"
 RELEASE = "kue"
 SELECTOR = f"app.kubernetes.io/instance={RELEASE}"
@@ -256,24 +255,6 @@ def test_helm_install_runs_a_ready_pod_serving_what_the_api_server_holds(
 # -- Prometheus --------------------------------------------------------------------------------
 
 
-@dataclass
-class Prometheus:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def get(self, path: str, **params: str) -> Any:
-        query = urllib.parse.urlencode(params)
-        with urllib.request.urlopen(f"{self.url}{path}?{query}", timeout=30) as response:
-            answer = json.load(response)
-        assert answer["status"] == "success", answer
-        return answer["data"]
-
-    def query(self, expr: str) -> list[Json]:
-        result: list[Json] = self.get("/api/v1/query", query=expr)["result"]
-        return result
-
-
 def prometheus_config(cluster: Cluster, namespace: str) -> Json:
     """Pod discovery as users configure it: the API server, the namespace, the chart's labels
     and its `metrics` port, honor_labels as the chart's ServiceMonitor sets it."""
@@ -329,27 +310,9 @@ def upstream_prometheus() -> Path:
 
 @pytest.fixture
 def prometheus(node: Node, tmp_path: Path) -> Iterator[Prometheus]:
-    binary = upstream_prometheus()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(yaml.safe_dump(prometheus_config(node.cluster, "monitoring")))
-    port = free_port()
-    log = tmp_path / "prometheus.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield Prometheus(f"http://127.0.0.1:{port}", process, log)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    config = prometheus_config(node.cluster, "monitoring")
+    with prometheus_process(upstream_prometheus(), config, tmp_path) as client:
+        yield client
 
 
 def test_prometheus_discovers_the_pod_scrapes_it_and_the_rules_evaluate(
