@@ -31,6 +31,7 @@ from tests.chart import (
     of_kind,
     one,
     render,
+    template_args,
 )
 from tests.tls import write_tls_pair
 
@@ -116,6 +117,7 @@ def test_every_documented_scenario_has_a_ci_values_file() -> None:
         "networkpolicy",
         "tls-bearer",
         "sharded",
+        "short-token",
     }
 
 
@@ -450,6 +452,104 @@ def test_sidecar_example_patch_carries_the_container_the_chart_renders() -> None
     assert job["static_configs"] == [{"targets": [f"localhost:{port}"]}]
 
 
+# -- the ServiceAccount token ----------------------------------------------------------------
+
+#: Where in-cluster clients read the token, the CA and the namespace (kubernetes_asyncio and
+#: client-go alike); the ServiceAccount admission plugin mounts its volume there.
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def token_volumes(pod: Obj) -> list[Obj]:
+    """The pod's volumes that project a ServiceAccount token."""
+    return [
+        volume
+        for volume in pod.get("volumes", [])
+        if any(
+            "serviceAccountToken" in source
+            for source in volume.get("projected", {}).get("sources", [])
+        )
+    ]
+
+
+@pytest.mark.parametrize("name", [n for n in SCENARIOS if n not in ("sidecar", "short-token")])
+def test_by_default_the_pod_automounts_its_token_and_projects_none_itself(name: str) -> None:
+    pod = workload(scenario(name))["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is True
+    assert token_volumes(pod) == []
+    mounts = exporter_container(scenario(name)).get("volumeMounts", [])
+    assert SERVICE_ACCOUNT_DIR not in [m["mountPath"] for m in mounts]
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ["serviceAccount.tokenExpirationSeconds=600"],
+        ["serviceAccount.tokenExpirationSeconds=3600", "sharding.enabled=true"],
+    ],
+    ids=["deployment", "sharded"],
+)
+def test_a_token_lifetime_mounts_what_the_admission_plugin_injects_with_that_lifetime(
+    sets: list[str],
+) -> None:
+    objects = render(sets=sets)
+    expiration = int(sets[0].split("=")[1])
+    pod = workload(objects)["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    (volume,) = token_volumes(pod)
+    # plugin/pkg/admission/serviceaccount TokenVolumeSource: token, kube-root-ca.crt, namespace.
+    assert volume["projected"] == {
+        "defaultMode": 0o644,
+        "sources": [
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": expiration}},
+            {
+                "configMap": {
+                    "name": "kube-root-ca.crt",
+                    "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                }
+            },
+            {
+                "downwardAPI": {
+                    "items": [
+                        {
+                            "path": "namespace",
+                            "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                        }
+                    ]
+                }
+            },
+        ],
+    }
+    container = exporter_container(objects)
+    assert {
+        "name": volume["name"],
+        "mountPath": SERVICE_ACCOUNT_DIR,
+        "readOnly": True,
+    } in container["volumeMounts"]
+    assert len(pod["volumes"]) == 1
+
+
+def test_a_token_lifetime_keeps_the_secret_volumes_beside_it() -> None:
+    objects = render(
+        [ci_values("tls-bearer")], sets=["serviceAccount.tokenExpirationSeconds=86400"]
+    )
+    pod = workload(objects)["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m["name"] for m in exporter_container(objects)["volumeMounts"]}
+    assert len(mounts) == 3 and SERVICE_ACCOUNT_DIR in mounts
+    assert sorted(mounts.values()) == sorted(v["name"] for v in pod["volumes"])
+
+
+def test_sidecar_mode_refuses_a_token_lifetime_even_without_the_schema() -> None:
+    sets = [
+        "mode=sidecar",
+        "sidecar.serviceAccount.name=p",
+        "serviceAccount.tokenExpirationSeconds=600",
+    ]
+    proc = helm(*template_args(sets=sets), "--skip-schema-validation")
+    assert proc.returncode != 0, proc.stdout
+    assert "serviceAccount.tokenExpirationSeconds" in proc.stderr
+    assert "host pod owns the ServiceAccount token" in proc.stderr
+
+
 # -- sharded mode -----------------------------------------------------------------------------
 
 
@@ -500,6 +600,30 @@ BAD_VALUES = [
     ),
     pytest.param(["serviceMonitor.interval=often"], "interval", id="interval-not-a-duration"),
     pytest.param(["image.digest=latest"], "digest", id="digest-not-sha256"),
+    pytest.param(
+        ["serviceAccount.tokenExpirationSeconds=599"],
+        "tokenExpirationSeconds",
+        id="token-lifetime-below-the-api-minimum",
+    ),
+    pytest.param(
+        ["serviceAccount.tokenExpirationSeconds=4294967297"],
+        "tokenExpirationSeconds",
+        id="token-lifetime-above-the-api-maximum",
+    ),
+    pytest.param(
+        ["serviceAccount.tokenExpirationSeconds=10m"],
+        "tokenExpirationSeconds",
+        id="token-lifetime-not-an-integer",
+    ),
+    pytest.param(
+        [
+            "mode=sidecar",
+            "sidecar.serviceAccount.name=p",
+            "serviceAccount.tokenExpirationSeconds=600",
+        ],
+        "tokenExpirationSeconds",
+        id="sidecar-does-not-own-the-token",
+    ),
     pytest.param(
         ["terminationGracePeriodSeconds=10"],
         "terminationGracePeriodSeconds",

@@ -126,6 +126,27 @@ def test_api_server_accepts_every_rendered_object(
         assert status == 201, f"{obj['kind']} {obj['metadata']['name']}: {status} {body}"
 
 
+def test_the_schemas_token_lifetime_minimum_is_the_api_servers(
+    cluster: Cluster, namespace: str
+) -> None:
+    """values.schema.json refuses 599 s; so does the API server, for the pod we render."""
+    objects = release(namespace=namespace, sets=["serviceAccount.tokenExpirationSeconds=600"])
+    template = one(objects, "Deployment")["spec"]["template"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "exporter", "namespace": namespace},
+        "spec": template["spec"],
+    }
+    status, body = create(cluster, pod, dry_run=True)
+    assert status == 201, body
+    (volume,) = [v for v in pod["spec"]["volumes"] if "projected" in v]
+    volume["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"] = 599
+    status, body = create(cluster, pod, dry_run=True)
+    assert status == 422, body
+    assert "expirationSeconds" in body["message"] and "10 minutes" in body["message"], body
+
+
 def test_rendered_pod_meets_the_restricted_pod_security_standard(cluster: Cluster) -> None:
     ns = f"t-psa-{uuid.uuid4().hex[:8]}"
     status, body = cluster.request(

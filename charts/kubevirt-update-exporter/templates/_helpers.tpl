@@ -178,8 +178,14 @@ twin (KUBEVIRT_UPDATE_EXPORTER_<FLAG>), and the shard ordinal comes in through o
     {{- toYaml .Values.resources | nindent 4 }}
   securityContext:
     {{- toYaml .Values.securityContext | nindent 4 }}
-  {{- if or .Values.tls.enabled .Values.bearerToken.enabled }}
+  {{- if or .Values.tls.enabled .Values.bearerToken.enabled (include "kue.projectedToken" .) }}
   volumeMounts:
+    {{- if include "kue.projectedToken" . }}
+    # In place of the automounted token: the same files, a token of our own lifetime.
+    - name: kube-api-access
+      mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+      readOnly: true
+    {{- end }}
     {{- if .Values.tls.enabled }}
     - name: kubevirt-update-exporter-tls
       mountPath: {{ include "kue.tlsDir" . }}
@@ -193,8 +199,44 @@ twin (KUBEVIRT_UPDATE_EXPORTER_<FLAG>), and the shard ordinal comes in through o
   {{- end }}
 {{- end -}}
 
+{{/*
+"true" when the pod mounts its own projected ServiceAccount token volume
+(serviceAccount.tokenExpirationSeconds), else empty. Sidecar mode cannot: the host pod owns the
+token (values.schema.json refuses the value there; this guard covers --skip-schema-validation).
+*/}}
+{{- define "kue.projectedToken" -}}
+{{- if not (kindIs "invalid" .Values.serviceAccount.tokenExpirationSeconds) -}}
+{{- if eq .Values.mode "sidecar" -}}
+{{- fail "serviceAccount.tokenExpirationSeconds cannot be set in sidecar mode: the host pod owns the ServiceAccount token (set expirationSeconds on its projected volume)" -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{/* The pod volumes the container mounts (a list, possibly empty). */}}
 {{- define "kue.volumes" -}}
+{{- if include "kue.projectedToken" . }}
+# What the ServiceAccount admission plugin would inject (plugin/pkg/admission/serviceaccount,
+# TokenVolumeSource), with our token lifetime; the kubelet renews the token at 80 % of it.
+- name: kube-api-access
+  projected:
+    defaultMode: 0644
+    sources:
+      - serviceAccountToken:
+          path: token
+          expirationSeconds: {{ int64 .Values.serviceAccount.tokenExpirationSeconds }}
+      - configMap:
+          name: kube-root-ca.crt
+          items:
+            - key: ca.crt
+              path: ca.crt
+      - downwardAPI:
+          items:
+            - path: namespace
+              fieldRef:
+                apiVersion: v1
+                fieldPath: metadata.namespace
+{{- end }}
 {{- if .Values.tls.enabled }}
 - name: kubevirt-update-exporter-tls
   secret:
@@ -226,8 +268,9 @@ metadata:
   {{- end }}
 spec:
   serviceAccountName: {{ include "kue.serviceAccountName" . }}
-  # The exporter authenticates to the API server with this ServiceAccount's token.
-  automountServiceAccountToken: true
+  # The exporter authenticates to the API server with this ServiceAccount's token: the
+  # automounted one, or (serviceAccount.tokenExpirationSeconds) a projected volume of our own.
+  automountServiceAccountToken: {{ not (include "kue.projectedToken" .) }}
   securityContext:
     {{- toYaml .Values.podSecurityContext | nindent 4 }}
   {{- with .Values.priorityClassName }}
