@@ -3,7 +3,10 @@
 Contract:
 - `connect(kubeconfig=)` yields an `ApiServer` for the kubeconfig when given, else in-cluster when
   running in a pod, else $KUBECONFIG or ~/.kube/config; it raises `KubeError` naming the source
-  when that cannot be loaded. Exec-plugin and gcp credentials are renewed while it is open.
+  when that cannot be loaded. Exec-plugin and gcp credentials are renewed while it is open;
+  in-cluster, each request carries the ServiceAccount token file as it was at most a minute ago,
+  so a token the kubelet rotates (at 80 % of its lifetime, at least 10 minutes) is used before
+  the old one expires.
 - `ApiServer.get(path, query, request_timeout=)` is an authenticated GET answered with the raw
   response, whatever its status (the caller releases it).
 - `targets_for(kind, settings)` are the endpoints that together make up a kind in the scope: VMIs,
@@ -128,7 +131,9 @@ async def _load_configuration(
     if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
         try:
             load_incluster = k8s_config.load_incluster_config
-            load_incluster(client_configuration=configuration)  # type: ignore[no-untyped-call]  # unannotated upstream
+            # try_refresh_token: re-read the token file (at most once a minute) on every request;
+            # kept explicit, tests/kube/test_kube_credentials.py fails without it.
+            load_incluster(client_configuration=configuration, try_refresh_token=True)  # type: ignore[no-untyped-call]  # unannotated upstream
         except Exception as exc:  # any failure here is a configuration problem worth naming
             raise KubeError(f"in-cluster configuration: {exc}") from exc
         return None
