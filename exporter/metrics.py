@@ -309,7 +309,7 @@ EXPORTER_WATCH: Final = Family(
     "counter",
     "exporter",
     ("resource", "result"),
-    "Watch requests of the resource per result: success (the stream ended normally), error, "
+    "Watch requests of the resource per result: success (the API server accepted it), error, "
     "forbidden, not_found, gone (410: the resourceVersion is too old and a relist follows).",
 )
 EXPORTER_MALFORMED: Final = Family(
