@@ -9,13 +9,21 @@ reference: the same exporter run here, outside the cluster, against the same API
 
 The tests share the node and the fleet and run in file order (install before upgrade before
 uninstall). If any component cannot start, they fail with its logs; they never skip.
+
+Token rotation needs time that cannot be shortened: the API server grants a projected token no
+less than 600 s and accepts it up to a minute past its expiry. So a second release with
+serviceAccount.tokenExpirationSeconds=600 is installed by the first test, in a namespace of its
+own, and the rotation test runs last: the other tests run while its token ages.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -31,7 +39,13 @@ import yaml
 from tests import REPO, builders
 from tests.chart import CHART, helm_binary
 from tests.cluster import Cluster
-from tests.exporter_process import ExporterProcess, Samples, eventually, parse_exposition
+from tests.exporter_process import (
+    ExporterProcess,
+    Samples,
+    eventually,
+    parse_exposition,
+    select,
+)
 from tests.node import NODE_NAME, PAUSE_IMAGE, Node
 from tests.node.image import IMAGE_REPOSITORY, build_image, image_tag
 from tests.prometheus import RULES, Prometheus, prometheus_process
@@ -126,8 +140,15 @@ def fleet(node: Node) -> Fleet:
         builders.vm("gw", edge),
         builders.vmim("attempt-1", edge, vmi_name="gw", phase="Failed", workload_update=True),
     ]  # fmt: skip
-    # VMs first: a VMI's ownerReference must carry its VM's real uid, or the garbage collector
-    # (a real kube-controller-manager runs here) deletes the VMI as an orphan.
+    create_fleet_objects(cluster, objects)
+    vmis = sum(1 for obj in objects if obj["kind"] == "VirtualMachineInstance")
+    return Fleet(namespaces=(apps, db, edge), vmis=vmis)
+
+
+def create_fleet_objects(cluster: Cluster, objects: list[Json]) -> None:
+    """Create KubeVirt objects, VMs first: a VMI's ownerReference must carry its VM's real uid,
+    or the garbage collector (a real kube-controller-manager runs here) deletes the VMI as an
+    orphan."""
     uids: dict[tuple[str, str], str] = {}
     for obj in sorted(objects, key=lambda o: o["kind"] != "VirtualMachine"):
         meta = obj["metadata"]
@@ -136,8 +157,6 @@ def fleet(node: Node) -> Fleet:
                 ref["uid"] = uids[(meta["namespace"], ref["name"])]
         created = cluster.create(obj, finalizers=False)
         uids[(meta["namespace"], meta["name"])] = created["metadata"]["uid"]
-    vmis = sum(1 for obj in objects if obj["kind"] == "VirtualMachineInstance")
-    return Fleet(namespaces=(apps, db, edge), vmis=vmis)
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +233,81 @@ def agrees(pod: Json, reference: ExporterProcess, port: int = 8080) -> bool:
     expected = fleet_series(reference.scrape())
     assert len(expected) > 50
     return fleet_series(scrape(pod, port)) == expected
+
+
+# -- a short-lived token (installed first: it ages while the other tests run) ------------------
+
+TOKEN_RELEASE = "kue-token"
+TOKEN_NAMESPACE = "rotation"
+TOKEN_SELECTOR = f"app.kubernetes.io/instance={TOKEN_RELEASE}"
+#: The shortest lifetime the API server grants a projected token.
+TOKEN_LIFETIME = 600
+#: The chart's projected token volume.
+TOKEN_VOLUME = "kube-api-access"
+#: The API server accepts a token up to a minute past its `exp` (go-jose's DefaultLeeway, used
+#: by kubernetes/kubernetes pkg/serviceaccount/claims.go).
+JWT_LEEWAY = 60
+
+
+@dataclass(frozen=True)
+class ShortToken:
+    """The release whose pod runs on a TOKEN_LIFETIME token, and the first token it was given."""
+
+    pod: Json
+    first_token: str
+
+
+def jwt_claims(token: str) -> Json:
+    """The payload of a JWT (not verified: the API server does that)."""
+    payload = token.split(".")[1]
+    claims: Json = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims
+
+
+@pytest.fixture(scope="module")
+def short_token(node: Node, fleet: Fleet) -> Iterator[ShortToken]:
+    """`helm install` with the image override and serviceAccount.tokenExpirationSeconds=600 in
+    a restricted namespace of its own (the Prometheus and uninstall tests look at `monitoring`
+    and the `kue` release only)."""
+    namespace = restricted_namespace(node.cluster, TOKEN_NAMESPACE)
+    helm(
+        node.cluster,
+        "install", TOKEN_RELEASE, str(CHART), "--namespace", namespace,
+        *[arg for value in IMAGE_VALUES for arg in ("--set", value)],
+        "--set", f"serviceAccount.tokenExpirationSeconds={TOKEN_LIFETIME}",
+    )  # fmt: skip
+    try:
+        try:
+            (pod,) = node.ready_pods(namespace, TOKEN_SELECTOR, 1)
+        except Exception as err:
+            raise AssertionError(f"{err}\n{node.describe(namespace)}") from err
+        token = node.projected_file(pod, TOKEN_VOLUME, "token").read_text()
+        yield ShortToken(pod=pod, first_token=token)
+    finally:
+        helm(node.cluster, "uninstall", TOKEN_RELEASE, "--namespace", namespace, "--wait")
+
+
+def test_a_pod_with_a_short_lived_token_starts_on_it_and_serves_the_fleet(
+    node: Node, short_token: ShortToken, reference: ExporterProcess
+) -> None:
+    pod = short_token.pod
+    spec = pod["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    (volume,) = [v for v in spec["volumes"] if v["name"] == TOKEN_VOLUME]
+    (projection,) = [s for s in volume["projected"]["sources"] if "serviceAccountToken" in s]
+    assert projection["serviceAccountToken"]["expirationSeconds"] == TOKEN_LIFETIME
+    # The kubelet asked for exactly that lifetime and the API server granted it (a 3607 s token
+    # would have been extended to a year).
+    claims = jwt_claims(short_token.first_token)
+    assert claims["exp"] - claims["iat"] == TOKEN_LIFETIME, claims
+    assert claims["kubernetes.io"]["pod"]["uid"] == pod["metadata"]["uid"], claims
+    status, body = node.cluster.request(
+        "GET", "/apis/kubevirt.io/v1/virtualmachineinstances", token=short_token.first_token
+    )
+    assert status == 200, body
+    eventually(
+        lambda: agrees(pod, reference), timeout=120, what="the short-token pod's /metrics agree"
+    )
 
 
 # -- install, Ready, /metrics ------------------------------------------------------------------
@@ -544,3 +638,132 @@ def test_the_sidecar_container_serves_beside_a_main_container(
     finally:
         node.cluster.request("DELETE", f"/apis/apps/v1/namespaces/{namespace}/deployments/host-app")
         helm(node.cluster, "uninstall", "kue-sidecar", "--namespace", namespace, "--wait")
+
+
+# -- token rotation (last: the short-lived token aged while the tests above ran) ----------------
+
+
+def counted(samples: Samples, family: str, **labels: str) -> float:
+    """The sum of `family`'s series whose labels include `labels`."""
+    return sum(select(samples, family, **labels).values())
+
+
+def vmi_names(samples: Samples) -> set[tuple[str, str]]:
+    """(namespace, name) of every VMI the per-VMI family lists."""
+    return {
+        (dict(key[1])["namespace"], dict(key[1])["name"])
+        for key in samples
+        if key[0] == "kubevirt_update_vmi_outdated"
+    }
+
+
+def test_the_exporter_keeps_listing_and_watching_after_its_first_token_expired(
+    node: Node, fleet: Fleet, reference: ExporterProcess, short_token: ShortToken
+) -> None:
+    started = time.monotonic()
+    cluster = node.cluster
+    pod = short_token.pod
+    token_file = node.projected_file(pod, TOKEN_VOLUME, "token")
+    first = jwt_claims(short_token.first_token)
+    rejected_at = first["exp"] + JWT_LEEWAY
+
+    # 1. The kubelet wrote a new token (at 80 % of the lifetime) and the first one is refused.
+    def rotated_and_expired() -> bool:
+        current = token_file.read_text()
+        if current == short_token.first_token:
+            return False
+        status, _ = cluster.request(
+            "GET", "/apis/kubevirt.io/v1/virtualmachineinstances", token=short_token.first_token
+        )
+        return status == 401
+
+    node.wait(
+        rotated_and_expired,
+        "a new token in the pod's volume and the first one refused (401)",
+        timeout=max(rejected_at - time.time(), 0) + 240,
+    )
+    renewed = token_file.read_text()
+    assert jwt_claims(renewed)["iat"] > first["iat"]
+    status, body = cluster.request(
+        "GET", "/apis/kubevirt.io/v1/virtualmachineinstances", token=renewed
+    )
+    assert status == 200, body
+    waited = time.monotonic() - started
+
+    # 2. Every watch breaks: whatever the exporter sends from now on carries the token it holds.
+    before = scrape(pod)
+    node.restart_apiserver()
+
+    # 3. The fleet changes; only fresh lists and watches can tell the pod.
+    apps = fleet.namespaces[0]
+    late = builders.vmi(
+        "late-0", apps, launcher_image=builders.OLD_IMAGE, outdated_label=True, node=NODE_NAME
+    )
+    create_fleet_objects(cluster, [builders.vm("late-0", apps), late])
+    status, body = cluster.request(
+        "DELETE", f"/apis/kubevirt.io/v1/namespaces/{apps}/virtualmachineinstances/web-7"
+    )
+    assert status == 200, body
+    changed = {(apps, "late-0")}
+
+    def pod_log_problems() -> list[str]:
+        log = node.container_log(pod, "kubevirt-update-exporter")
+        return [line for line in log.splitlines() if "HTTP 401" in line or "Unauthorized" in line]
+
+    def converged() -> bool:
+        expected = fleet_series(reference.scrape())
+        names = vmi_names(expected)
+        assert changed <= names and (apps, "web-7") not in names, "the reference lags"
+        served = fleet_series(scrape(pod))
+        differ = set(served.items()) ^ set(expected.items())
+        assert not differ, (
+            f"the pod differs from the reference in {len(differ)} series; "
+            f"its log's 401 lines: {pod_log_problems()[-3:]}"
+        )
+        return True
+
+    eventually(converged, timeout=180, what="the pod's /metrics showing the fleet change")
+
+    # 4. One more change, after the pod caught up: it must come through a watch event.
+    events = scrape(pod)
+    late = builders.vmi(
+        "late-1", apps, launcher_image=builders.OLD_IMAGE, outdated_label=True, node=NODE_NAME
+    )
+    create_fleet_objects(cluster, [builders.vm("late-1", apps), late])
+    changed.add((apps, "late-1"))
+    eventually(converged, timeout=180, what="the pod's /metrics showing the second change")
+    after = scrape(pod)
+    added = "kubevirt_update_exporter_watch_events_total"
+    assert counted(after, added, resource="virtualmachineinstances", type="ADDED") > counted(
+        events, added, resource="virtualmachineinstances", type="ADDED"
+    ), "the new VMI did not come through the VMI watch"
+
+    # The same pod, never restarted, Ready, and not one request refused as unauthenticated.
+    (now,) = node.ready_pods(TOKEN_NAMESPACE, TOKEN_SELECTOR, 1)
+    assert now["metadata"]["uid"] == pod["metadata"]["uid"]
+    (status_of,) = now["status"]["containerStatuses"]
+    assert status_of["restartCount"] == 0, status_of
+    assert pod_log_problems() == []
+    # The restart ended every watch; each kind's watch was accepted (200, counted `success` when
+    # the API server answers the request) again since: with the token the pod holds now.
+    watches = "kubevirt_update_exporter_watch_total"
+    for resource in ("virtualmachineinstances", "virtualmachines",
+                     "virtualmachineinstancemigrations", "kubevirts"):  # fmt: skip
+        assert counted(after, watches, resource=resource, result="success") > counted(
+            before, watches, resource=resource, result="success"
+        ), resource
+    # A freshly started API server may refuse (403) requests until its RBAC caches are filled:
+    # those are retried like any failure and are not the token's doing (that would be 401).
+    forbidden = [
+        line
+        for line in node.container_log(pod, "kubevirt-update-exporter").splitlines()
+        if '"forbidden"' in line
+    ]
+    lists = "kubevirt_update_exporter_list_total"
+    print(
+        f"\ntoken rotation: waited {waited:.0f}s for the first token to expire, "
+        f"{time.monotonic() - started:.0f}s in all; list successes "
+        f"{counted(before, lists, result='success'):.0f} -> "
+        f"{counted(after, lists, result='success'):.0f}; forbidden answers after the restart: "
+        f"{len(forbidden)} {forbidden[:1]}"
+    )

@@ -631,6 +631,39 @@ state = "{state}"
             for c in body.get("status", {}).get("conditions", [])
         )
 
+    def restart_apiserver(self) -> None:
+        """Restart the API server (every watch breaks; clients reconnect with the credentials
+        they hold now) and record its new process for a later sweep."""
+        self.cluster.restart_apiserver()
+        record_pid(self.rundir, self.cluster.apiserver)
+
+    # -- reading the cluster ---------------------------------------------------------------
+
+    @property
+    def kubelet_root(self) -> Path:
+        """The kubelet's --root-dir: pods' volumes live under it."""
+        return self.rundir / "kubelet"
+
+    def projected_file(self, pod: Json, volume: str, name: str) -> Path:
+        """Where the kubelet writes file `name` of the pod's projected `volume` on the host (the
+        same bytes the container reads; the kubelet swaps them in atomically)."""
+        uid = str(pod["metadata"]["uid"])
+        return (
+            self.kubelet_root / "pods" / uid / "volumes" / "kubernetes.io~projected" / volume / name
+        )
+
+    def container_log(self, pod: Json, container: str) -> str:
+        """Everything the container wrote to stdout and stderr so far, in CRI log format (one
+        `<time> <stream> <tag> <line>` per line), across its restarts."""
+        meta = pod["metadata"]
+        directory = (
+            self.rundir
+            / "pod-logs"
+            / f"{meta['namespace']}_{meta['name']}_{meta['uid']}"
+            / container
+        )
+        return "".join(log.read_text() for log in sorted(directory.glob("*.log")))
+
     # -- reading the cluster ---------------------------------------------------------------
 
     def pods(self, namespace: str, selector: str = "") -> list[Json]:
