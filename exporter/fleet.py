@@ -127,15 +127,23 @@ class Fleet:
         """Start a full list of `resource` that will replace what the cache holds of it."""
         self._relisting[resource] = set()
 
-    def relist_page(self, resource: Resource, raws: Sequence[Mapping[str, Any]]) -> None:
-        """Apply one page of the list."""
+    def relist_page(self, resource: Resource, raws: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Apply one page of the list; return the positions in `raws` of objects whose key an
+        earlier object of this list had (the last one wins; an API server never lists an object
+        twice, a snapshot file may)."""
         seen = self._relisting.setdefault(resource, set())
+        repeated: list[int] = []
         with self._lock:
-            for raw in raws:
+            for position, raw in enumerate(raws):
                 key = self._apply(resource, "ADDED", raw)
                 if key is not None:
                     # The cache's own ident object when it has one: no copy per object.
-                    seen.add(self._cache.ident(key) or vmi_ident(*key))
+                    ident = self._cache.ident(key) or vmi_ident(*key)
+                    if ident in seen:
+                        repeated.append(position)
+                    else:
+                        seen.add(ident)
+        return repeated
 
     def relist_end(self, resource: Resource) -> None:
         """Finish the list: drop what it did not contain; the kind is synced from now on."""

@@ -160,7 +160,6 @@ class Tally:
     first_duplicate_key: str = ""
     duplicate_objects: int = 0
     first_duplicate_object: str = ""
-    _seen: set[tuple[Resource, object, object]] = field(default_factory=set, repr=False)
 
     def keys_given_twice(self, count: int, first: str) -> None:
         """Count `count` keys given twice, the first of them at `first`."""
@@ -168,18 +167,10 @@ class Tally:
             self.duplicate_keys += count
             self.first_duplicate_key = self.first_duplicate_key or first
 
-    def keep(self, entry: Entry) -> None:
-        """Count `entry` if an object of its kind, namespace and name was kept before."""
-        assert entry.resource is not None
-        metadata = entry.raw.get("metadata")
-        if not isinstance(metadata, dict):
-            return  # malformed: the Fleet names it
-        identity = (entry.resource, metadata.get("namespace"), metadata.get("name"))
-        if identity not in self._seen:
-            self._seen.add(identity)
-        else:
-            self.duplicate_objects += 1
-            self.first_duplicate_object = self.first_duplicate_object or entry.where
+    def object_given_twice(self, where: str) -> None:
+        """Count one object whose kind, namespace and name an earlier one had."""
+        self.duplicate_objects += 1
+        self.first_duplicate_object = self.first_duplicate_object or where
 
     def warn(self, path: Path) -> None:
         """One warning per kind of duplicate found, with the count and the first place."""
@@ -205,7 +196,9 @@ class RelistTarget(Protocol):
     """What `feed_fleet` drives: the relist half of `exporter.fleet.Fleet`."""
 
     def relist_begin(self, resource: Resource) -> None: ...
-    def relist_page(self, resource: Resource, raws: Sequence[Mapping[str, Any]]) -> None: ...
+    def relist_page(
+        self, resource: Resource, raws: Sequence[Mapping[str, Any]]
+    ) -> Sequence[int]: ...
     def relist_end(self, resource: Resource) -> None: ...
     def set_problem(self, resource: Resource, problem: str | None) -> None: ...
 
@@ -232,6 +225,7 @@ def read(path: Path) -> tuple[dict[Resource, list[Raw]], Census]:
     found: dict[Resource, list[Raw]] = {resource: [] for resource in RESOURCES}
     census = Census(path)
     tally = Tally()
+    seen: set[tuple[Resource, object, object]] = set()
     for file in snapshot_files(path):
         for entry in file_entries(file, read_text(file), tally=tally):
             census.note(entry)
@@ -239,9 +233,14 @@ def read(path: Path) -> tuple[dict[Resource, list[Raw]], Census]:
                 continue
             if entry.resource is None:
                 _log_skipped(entry)
-            else:
-                tally.keep(entry)
-                found[entry.resource].append(entry.raw)
+                continue
+            metadata = entry.raw.get("metadata")
+            if isinstance(metadata, dict):  # a malformed one is the Fleet's to name
+                identity = (entry.resource, metadata.get("namespace"), metadata.get("name"))
+                if identity in seen:
+                    tally.object_given_twice(entry.where)
+                seen.add(identity)
+            found[entry.resource].append(entry.raw)
     tally.warn(path)
     return found, census
 
@@ -285,7 +284,7 @@ async def feed_fleet(
     files = snapshot_files(path)
     for resource in RESOURCES:
         fleet.relist_begin(resource)
-    pages: dict[Resource, list[Raw]] = {resource: [] for resource in RESOURCES}
+    pages: dict[Resource, _Page] = {resource: _Page() for resource in RESOURCES}
     kept = skipped = 0
     tally = Tally()
     for file in files:
@@ -294,7 +293,7 @@ async def feed_fleet(
         # JSON decodes an item in well under a millisecond in C: on the loop, in pages. A YAML
         # item costs milliseconds of Python: in a thread, so the loop keeps answering scrapes.
         batches = _batches(entries, page_size) if is_json(file, text) else _off_loop(entries)
-        del text
+        del text, entries
         async with contextlib.aclosing(batches):  # whatever ends the loop stops the decoding
             async for batch in batches:
                 for entry in batch:
@@ -306,16 +305,13 @@ async def feed_fleet(
                         skipped += 1
                         continue
                     kept += 1
-                    tally.keep(entry)
                     page = pages[entry.resource]
-                    page.append(entry.raw)
-                    if len(page) >= page_size:
-                        fleet.relist_page(entry.resource, page)
-                        pages[entry.resource] = []
+                    page.add(entry)
+                    if len(page.raws) >= page_size:
+                        page.hand_over(fleet, entry.resource, tally)
                 await asyncio.sleep(0)
     for resource in RESOURCES:
-        if pages[resource]:
-            fleet.relist_page(resource, pages[resource])
+        pages[resource].hand_over(fleet, resource, tally)
         if resource == "virtualmachineinstances" and resource not in census.captured:
             fleet.set_problem(resource, f"snapshot {path} holds no VirtualMachineInstance list")
             continue
@@ -330,6 +326,31 @@ async def feed_fleet(
         seconds=round(time.monotonic() - started, 3),
     )
     return kept
+
+
+class _Page:
+    """Objects of one kind waiting to be handed to the fleet, with where each was found."""
+
+    __slots__ = ("raws", "wheres")
+
+    def __init__(self) -> None:
+        self.raws: list[Raw] = []
+        self.wheres: list[str] = []
+
+    def add(self, entry: Entry) -> None:
+        self.raws.append(entry.raw)
+        self.wheres.append(entry.where)
+
+    def hand_over(self, fleet: RelistTarget, resource: Resource, tally: Tally) -> None:
+        """Relist the page into `fleet` (if not empty) and empty it. Objects given twice are
+        counted from the fleet's answer: it already holds the keys of this relist, where a set
+        of our own would keep every object's name alive, and the allocator's pools with them,
+        until the load ends (docs/benchmarks.md)."""
+        if not self.raws:
+            return
+        for position in fleet.relist_page(resource, self.raws):
+            tally.object_given_twice(self.wheres[position])
+        self.raws, self.wheres = [], []
 
 
 async def _batches(entries: Iterator[Entry], size: int) -> AsyncGenerator[list[Entry], None]:
@@ -568,27 +589,47 @@ def json_entries(file: Path, text: str, *, tally: Tally | None = None) -> Iterat
         raise SnapshotError(f"{file}: empty JSON file")
 
 
+class _KeyCounter:
+    """The decoder's object hook: builds each object and counts keys given twice in one (the
+    last value wins, as in Go's encoding/json)."""
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        #: Where the value being decoded is (set by the parser before each value).
+        self.where = ""
+        self.duplicates = 0
+        self.first = ""
+
+    def __call__(self, pairs: list[tuple[str, Any]]) -> Raw:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            self.duplicates += len(pairs) - len(obj)
+            if not self.first:
+                keys = [key for key, _ in pairs]
+                key = next(k for k in keys if keys.count(k) > 1)
+                self.first = f"{self.file}: {_place(self.where)}: key {key!r}"
+        return obj
+
+
 class _JsonParser:
     """Walks the top level of a JSON text with the C decoder doing every value below it."""
 
     def __init__(self, file: Path, text: str) -> None:
         self.file = file
         self.text = text
-        self.decoder = json.JSONDecoder(object_pairs_hook=self._object)
-        self.duplicate_keys = 0
-        self.first_duplicate = ""
-        self._where = ""
+        # The hook is an object of its own: a bound method of the parser would make parser and
+        # decoder a reference cycle, and the text would then live until a cyclic collection, or
+        # for ever once `serve` has frozen what was alive at its first sync (docs/benchmarks.md).
+        self.keys = _KeyCounter(file)
+        self.decoder = json.JSONDecoder(object_pairs_hook=self.keys)
 
-    def _object(self, pairs: list[tuple[str, Any]]) -> Raw:
-        """A decoded object; keys given twice are counted (the last value wins, as in Go)."""
-        obj = dict(pairs)
-        if len(obj) != len(pairs):
-            self.duplicate_keys += len(pairs) - len(obj)
-            if not self.first_duplicate:
-                keys = [key for key, _ in pairs]
-                key = next(k for k in keys if keys.count(k) > 1)
-                self.first_duplicate = f"{self.file}: {_place(self._where)}: key {key!r}"
-        return obj
+    @property
+    def duplicate_keys(self) -> int:
+        return self.keys.duplicates
+
+    @property
+    def first_duplicate(self) -> str:
+        return self.keys.first
 
     def object_entries(self, position: int, where: str) -> Generator[Entry, None, int]:
         """Decode the object at `position` member by member, yielding a List's items as they are
@@ -643,7 +684,7 @@ class _JsonParser:
 
     def value(self, position: int, where: str) -> tuple[Any, int]:
         """Decode one value at `position`; return it and the position after trailing whitespace."""
-        self._where = where
+        self.keys.where = where
         try:
             value, end = self.decoder.raw_decode(self.text, position)
         except json.JSONDecodeError as error:

@@ -125,6 +125,8 @@ def _after_first_sync() -> None:
     """Once the first lists are settled: freeze what lives on, give back what loading freed."""
     from exporter import allocator
 
+    # Collect first: a garbage cycle alive now would be frozen with the rest and never freed.
+    gc.collect()
     gc.freeze()
     # Decoding the lists freed far more than the fleet keeps; without a trim glibc holds the
     # freed heap pages (docs/benchmarks.md: about 70 B per VMI at 100,000 VMIs).
