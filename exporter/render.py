@@ -111,6 +111,13 @@ def _value_suffix(value: float) -> bytes:
     return f"}} {format_value(value)}\n".encode()
 
 
+@lru_cache(maxsize=1024)
+def _outdated_labels(reason: str, method: str, action: str) -> tuple[str, str, str]:
+    """One tuple per distinct labels: states are made while decoded objects are alive, and a
+    tuple of its own per state would keep a mostly freed block pool each (docs/benchmarks.md)."""
+    return (reason, method, action)
+
+
 @dataclass(frozen=True, slots=True)
 class _State:
     """What a VMI shows besides its identity and per-VMI lines (shared by equal VMIs)."""
@@ -134,7 +141,11 @@ def _state_of(view: VmiView) -> _State:
     not_migratable = None if view.live_migratable else view.not_migratable_reason
     if not view.live_migratable and not not_migratable:
         not_migratable = CONDITION_MISSING
-    outdated = (view.outdated_reason or "", view.method, view.action) if view.outdated else None
+    outdated = (
+        _outdated_labels(view.outdated_reason or "", view.method, view.action)
+        if view.outdated
+        else None
+    )
     return _State(
         info=_info_suffix(view.node, view.owner_kind, view.run_strategy, view.eviction_strategy),
         outdated=_ONE if view.outdated else _ZERO,
