@@ -6,7 +6,8 @@
 A script, not a test. Per mode it runs two exporter processes one after the other, an idle one
 (10 VMIs) and a loaded one (N VMIs), each through the same steps, and prints one JSON line each:
 - ready: seconds from process start to /readyz 200, RSS then;
-- after `--scrapes` sequential scrapes (half identity, half gzip): RSS, p50/p99 of each;
+- after half of `--scrapes` sequential gzip scrapes (what Prometheus asks for): RSS; then after
+  the other half as identity scrapes: RSS, and p50/p99 of each kind;
 - `--bursts` bursts of `--burst-size` concurrent gzip scrapes, with a 2 s pause after each: RSS
   after each burst and the peak during it (VmHWM, reset before each burst).
 Then the figures that matter, as ratios against the idle process measured in the same run:
@@ -146,8 +147,11 @@ def measure(
             "cpu_ready_seconds": procstat.cpu_seconds(pid),
         }
         half = scrapes // 2
-        identity = asyncio.run(procstat.scrapes(proc.port, scrapes - half))
+        # Gzip first, as Prometheus asks: the text behind it is released once compressed.
         gzipped = asyncio.run(procstat.scrapes(proc.port, half, encoding="gzip"))
+        time.sleep(2)
+        figures["rss_gzip_scraped"] = procstat.rss_bytes(pid)
+        identity = asyncio.run(procstat.scrapes(proc.port, scrapes - half))
         time.sleep(2)
         figures["rss_scraped"] = procstat.rss_bytes(pid)
         figures["identity"] = {**procstat.latency_ms(identity), "bytes": identity[-1].size}
@@ -175,12 +179,15 @@ def summary(mode: str, vmis: int, idle: Mapping[str, Any], full: Mapping[str, An
     """The ratios of one mode: per-VMI RSS above idle, burst plateau against before."""
     per_vmi_ready = (full["rss_ready"] - idle["rss_ready"]) / vmis
     per_vmi = (full["rss_scraped"] - idle["rss_scraped"]) / vmis
+    per_vmi_gzip = (full["rss_gzip_scraped"] - idle["rss_gzip_scraped"]) / vmis
     lines = [
         f"{mode}, {vmis} VMIs: ready in {full['ready_seconds']} s; RSS idle "
         f"{mib(idle['rss_scraped'])} MiB, loaded {mib(full['rss_ready'])} MiB at ready, "
         f"{mib(full['rss_scraped'])} MiB after scrapes",
-        f"  RSS per VMI above idle: {per_vmi_ready:.0f} B at ready, {per_vmi:.0f} B after "
-        f"scrapes (budget 1024 B: {'met' if per_vmi <= 1024 else 'MISSED'})",
+        f"  RSS per VMI above idle: {per_vmi_ready:.0f} B at ready, {per_vmi_gzip:.0f} B after "
+        f"gzip scrapes (budget 1024 B: {'met' if per_vmi_gzip <= 1024 else 'MISSED'}), "
+        f"{per_vmi:.0f} B after identity scrapes too (budget 1024 B: "
+        f"{'met' if per_vmi <= 1024 else 'MISSED'})",
         f"  scrape identity p50/p99 {full['identity']['p50_ms']}/{full['identity']['p99_ms']} ms "
         f"({full['identity']['bytes']} B), gzip {full['gzip']['p50_ms']}/"
         f"{full['gzip']['p99_ms']} ms ({full['gzip']['bytes']} B)",

@@ -9,8 +9,9 @@ Contract:
   joined, followed by `tail` (the self-metrics). HELP and TYPE once per family, in table order, each
   family's samples contiguous, label values escaped (backslash, double quote, newline), no
   timestamps. Each family's text is cached and rebuilt only after a change that touches it (by
-  joining pre-rendered pieces, as kube-state-metrics writes its stores' cached lines);
-  `generation` counts changes, so callers can cache what they derive (the gzip of it).
+  joining pre-rendered pieces, as kube-state-metrics writes its stores' cached lines), or after
+  `release_text()`; `generation` counts changes, so callers can cache what they derive (the gzip
+  of it).
 - Dense per-VMI series exist for every VMI put and not removed, with a label set that never
   changes with the value; sparse ones only while their condition holds (METRICS.md).
 - Aggregates follow every put/remove, except `kubevirt_update_outdated_vmis`, which follows
@@ -394,6 +395,17 @@ class RenderStore:
     def body(self, tail: Sequence[bytes] = ()) -> bytes:
         """`chunks()` joined, then `tail`."""
         return b"".join([*self.chunks(), *tail])
+
+    @property
+    def text_bytes(self) -> int:
+        """Bytes of per-VMI family text cached now."""
+        return sum(len(text) for text in self._segments.values())
+
+    def release_text(self) -> None:
+        """Forget the cached family texts; the next `chunks()` builds them again. Chunks handed
+        out before stay valid (they are immutable)."""
+        self._segments.clear()
+        self._chunks = None
 
     # --- internals ------------------------------------------------------------------------------
 

@@ -289,6 +289,35 @@ def test_scrapes_of_one_generation_share_one_compressed_per_vmi_part() -> None:
     assert fleet.body_gzip_chunks()[0] is not first[0]
 
 
+def test_the_text_is_kept_only_for_a_generation_an_identity_scrape_asked_for() -> None:
+    fleet, _ = populated("a", "b")
+    plain = text(fleet)  # an identity scrape: the text is built and kept for it
+    assert fleet.text_bytes > 0
+    fleet.body_gzip()
+    assert fleet.text_bytes > 0  # this generation was asked for: kept
+    fleet.apply(VMI, "MODIFIED", builders.vmi("a", launcher_image=builders.OLD_IMAGE))
+    changed = parse(gzip.decompress(fleet.body_gzip()))
+    assert fleet.text_bytes == 0  # only gzip asked for the new generation: released
+    assert changed.without(*SELF_METRICS) != plain.without(*SELF_METRICS)
+    again = text(fleet)  # built again, the same exposition
+    assert fleet.text_bytes > 0
+    assert again.without(*SELF_METRICS) == changed.without(*SELF_METRICS)
+    assert parse(gzip.decompress(fleet.body_gzip())).without(*SELF_METRICS) == changed.without(
+        *SELF_METRICS
+    )
+
+
+def test_a_gzip_only_fleet_holds_no_text_and_serves_the_same_body() -> None:
+    fleet, _ = populated("a", "b", "c")
+    reference, _ = populated("a", "b", "c")
+    for _ in range(3):
+        served = parse(gzip.decompress(fleet.body_gzip())).without(*SELF_METRICS)
+        assert fleet.text_bytes == 0
+        assert served == text(reference).without(*SELF_METRICS)
+        fleet.apply(VMI, "DELETED", builders.vmi("c"))
+        reference.apply(VMI, "DELETED", builders.vmi("c"))
+
+
 def test_concurrent_gzip_scrapes_compress_a_generation_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
