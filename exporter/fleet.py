@@ -83,10 +83,13 @@ class Fleet:
         emit_kubevirt_series: bool | None = None,
         scoped: bool | None = None,
         on_first_sync: Callable[[], None] | None = None,
+        text_for_identity_only: bool = False,
     ) -> None:
         """`emit_kubevirt_series` defaults to "this is shard 0"; `scoped` (no
-        reported-outdated count) defaults to "the scope limits namespaces or labels"."""
+        reported-outdated count) defaults to "the scope limits namespaces or labels";
+        `text_for_identity_only`: see `body_gzip_chunks` (for a fleet that rarely changes)."""
         self._scope = scope
+        self._text_for_identity_only = text_for_identity_only
         self._metrics = metrics
         self._cache = Cache()
         self._store = RenderStore(
@@ -248,10 +251,12 @@ class Fleet:
         """`body_gzip()` as pieces to write in order; safe to call from a worker thread.
 
         The first piece, the compressed per-VMI part, is shared by every scrape of a generation.
-        Once it is compressed, the text it was compressed from is released unless an identity
-        scrape asked for this generation: Prometheus asks for gzip, and the text is 460-710 B
-        per VMI against ~20-35 B compressed (docs/benchmarks.md); an identity scrape builds it
-        again (tens of milliseconds at 100,000 VMIs) and keeps it for its generation.
+        With `text_for_identity_only`, the text it was compressed from is then released unless
+        an identity scrape asked for this generation: Prometheus asks for gzip, and the text is
+        460-710 B per VMI against 20-35 B compressed; an identity scrape builds it again
+        (100-170 ms at 100,000 VMIs) and keeps it for its generation. Only for a fleet that
+        rarely changes (a snapshot): where the fleet changes between scrapes, the text is kept so
+        that a change rebuilds only the families it touched (docs/benchmarks.md).
         """
         with self._gzip_lock:
             with self._lock:
@@ -264,7 +269,7 @@ class Fleet:
                 cached = self._gzip = GzipHead.of(generation, chunks)
                 del chunks
                 with self._lock:
-                    if self._text_asked != self._store.generation:
+                    if self._text_for_identity_only and self._text_asked != generation:
                         self._store.release_text()
         with self._lock:
             tail = self._metrics.render()

@@ -102,7 +102,13 @@ async def serve(settings: Settings) -> int:
     gc.freeze()
     tuned = allocator.tune()
     fleet = Fleet(
-        scope=settings.scope(), metrics=metrics, allow=allow, on_first_sync=_after_first_sync
+        scope=settings.scope(),
+        metrics=metrics,
+        allow=allow,
+        on_first_sync=_after_first_sync,
+        # A snapshot never changes once loaded: its text is worth keeping only for identity
+        # scrapes (watched fleets keep it, so that a change rebuilds only what it touched).
+        text_for_identity_only=settings.snapshot is not None,
     )
     log.info(
         "serve.starting",

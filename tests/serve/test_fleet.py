@@ -290,7 +290,7 @@ def test_scrapes_of_one_generation_share_one_compressed_per_vmi_part() -> None:
 
 
 def test_the_text_is_kept_only_for_a_generation_an_identity_scrape_asked_for() -> None:
-    fleet, _ = populated("a", "b")
+    fleet, _ = populated("a", "b", text_for_identity_only=True)
     plain = text(fleet)  # an identity scrape: the text is built and kept for it
     assert fleet.text_bytes > 0
     fleet.body_gzip()
@@ -308,7 +308,7 @@ def test_the_text_is_kept_only_for_a_generation_an_identity_scrape_asked_for() -
 
 
 def test_a_gzip_only_fleet_holds_no_text_and_serves_the_same_body() -> None:
-    fleet, _ = populated("a", "b", "c")
+    fleet, _ = populated("a", "b", "c", text_for_identity_only=True)
     reference, _ = populated("a", "b", "c")
     for _ in range(3):
         served = parse(gzip.decompress(fleet.body_gzip())).without(*SELF_METRICS)
@@ -316,6 +316,12 @@ def test_a_gzip_only_fleet_holds_no_text_and_serves_the_same_body() -> None:
         assert served == text(reference).without(*SELF_METRICS)
         fleet.apply(VMI, "DELETED", builders.vmi("c"))
         reference.apply(VMI, "DELETED", builders.vmi("c"))
+
+
+def test_a_watched_fleet_keeps_its_text_for_the_next_change() -> None:
+    fleet, _ = populated("a", "b")
+    fleet.body_gzip()
+    assert fleet.text_bytes > 0
 
 
 def test_concurrent_gzip_scrapes_compress_a_generation_once(
