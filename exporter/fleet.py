@@ -84,12 +84,15 @@ class Fleet:
         scoped: bool | None = None,
         on_first_sync: Callable[[], None] | None = None,
         text_for_identity_only: bool = False,
+        on_text_built: Callable[[], object] | None = None,
     ) -> None:
         """`emit_kubevirt_series` defaults to "this is shard 0"; `scoped` (no
         reported-outdated count) defaults to "the scope limits namespaces or labels";
-        `text_for_identity_only`: see `body_gzip_chunks` (for a fleet that rarely changes)."""
+        `text_for_identity_only`: see `body_gzip_chunks` (for a fleet that rarely changes);
+        `on_text_built` is called after an identity scrape built the text from nothing there."""
         self._scope = scope
         self._text_for_identity_only = text_for_identity_only
+        self._on_text_built = on_text_built
         self._metrics = metrics
         self._cache = Cache()
         self._store = RenderStore(
@@ -239,9 +242,12 @@ class Fleet:
             self._settle_unattended()
             started = time.perf_counter()
             self._text_asked = self._store.generation
+            from_nothing = self._text_for_identity_only and not self._store.text_bytes
             chunks = [*self._store.chunks(), self._metrics.render()]
             self._metrics.set_render_duration(time.perf_counter() - started)
-            return chunks
+        if from_nothing and self._on_text_built is not None:
+            self._on_text_built()
+        return chunks
 
     def body_gzip(self) -> bytes:
         """gzip (level 1) of `body()`; safe to call from a worker thread."""

@@ -109,6 +109,8 @@ async def serve(settings: Settings) -> int:
         # A snapshot never changes once loaded: its text is worth keeping only for identity
         # scrapes (watched fleets keep it, so that a change rebuilds only what it touched).
         text_for_identity_only=settings.snapshot is not None,
+        # Building it allocates as much again in pieces, freed once joined: give them back.
+        on_text_built=allocator.trim,
     )
     log.info(
         "serve.starting",

@@ -318,6 +318,21 @@ def test_a_gzip_only_fleet_holds_no_text_and_serves_the_same_body() -> None:
         reference.apply(VMI, "DELETED", builders.vmi("c"))
 
 
+def test_building_the_text_from_nothing_is_reported_once_per_build() -> None:
+    built: list[int] = []
+    fleet, _ = populated(
+        "a", "b", text_for_identity_only=True, on_text_built=lambda: built.append(1)
+    )
+    fleet.body_gzip()  # compressed from a text it then released
+    text(fleet)
+    text(fleet)  # kept: nothing built
+    assert built == [1]
+    fleet.apply(VMI, "DELETED", builders.vmi("b"))
+    fleet.body_gzip()
+    text(fleet)
+    assert built == [1, 1]
+
+
 def test_a_watched_fleet_keeps_its_text_for_the_next_change() -> None:
     fleet, _ = populated("a", "b")
     fleet.body_gzip()
