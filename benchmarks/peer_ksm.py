@@ -171,10 +171,14 @@ async def _get(port: int) -> bytes:
 
 
 def _dechunk(data: bytes) -> bytes:
+    """The body of a chunked answer; ConnectionError when it was cut short (a peer still
+    starting, or restarting, may close the connection mid-body: `count` then reads 0)."""
     out: list[bytes] = []
     position = 0
     while True:
-        end = data.index(b"\r\n", position)
+        end = data.find(b"\r\n", position)
+        if end < 0:
+            raise ConnectionError("chunked body cut short")
         size = int(data[position:end].split(b";")[0], 16)
         if size == 0:
             return b"".join(out)
