@@ -744,14 +744,27 @@ def test_the_exporter_keeps_listing_and_watching_after_its_first_token_expired(
     (status_of,) = now["status"]["containerStatuses"]
     assert status_of["restartCount"] == 0, status_of
     assert pod_log_problems() == []
-    # The restart ended every watch; each kind's watch was accepted (200, counted `success` when
-    # the API server answers the request) again since: with the token the pod holds now.
+    # The restart ended every watch; each kind's watch is accepted (200, counted `success` when
+    # the API server answers the request) again since: with the token the pod holds now. A kind
+    # whose first retry met the restarted server's 403s (below) may still be in its backoff (at
+    # most 30 s) when the VMIs have caught up, so this is waited for.
     watches = "kubevirt_update_exporter_watch_total"
-    for resource in ("virtualmachineinstances", "virtualmachines",
-                     "virtualmachineinstancemigrations", "kubevirts"):  # fmt: skip
-        assert counted(after, watches, resource=resource, result="success") > counted(
-            before, watches, resource=resource, result="success"
-        ), resource
+    kinds = ("virtualmachineinstances", "virtualmachines", "virtualmachineinstancemigrations",
+             "kubevirts")  # fmt: skip
+
+    def watching_again() -> bool:
+        now = scrape(pod)
+        waiting = [
+            resource
+            for resource in kinds
+            if counted(now, watches, resource=resource, result="success")
+            <= counted(before, watches, resource=resource, result="success")
+        ]
+        assert not waiting, f"no watch accepted since the restart for {waiting}"
+        return True
+
+    eventually(watching_again, timeout=200, what="every kind's watch accepted again")
+    assert pod_log_problems() == []
     # A freshly started API server may refuse (403) requests until its RBAC caches are filled:
     # those are retried like any failure and are not the token's doing (that would be 401).
     forbidden = [
