@@ -584,7 +584,7 @@ def json_entries(file: Path, text: str, *, tally: Tally | None = None) -> Iterat
             index += 1
     finally:
         if tally is not None:
-            tally.keys_given_twice(parser.duplicate_keys, parser.first_duplicate)
+            tally.keys_given_twice(parser.keys.duplicates, parser.keys.first)
     if index == 0:
         raise SnapshotError(f"{file}: empty JSON file")
 
@@ -622,14 +622,6 @@ class _JsonParser:
         # for ever once `serve` has frozen what was alive at its first sync (docs/benchmarks.md).
         self.keys = _KeyCounter(file)
         self.decoder = json.JSONDecoder(object_pairs_hook=self.keys)
-
-    @property
-    def duplicate_keys(self) -> int:
-        return self.keys.duplicates
-
-    @property
-    def first_duplicate(self) -> str:
-        return self.keys.first
 
     def object_entries(self, position: int, where: str) -> Generator[Entry, None, int]:
         """Decode the object at `position` member by member, yielding a List's items as they are
