@@ -199,17 +199,22 @@ class ExporterProcess:
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM, wait, and return the exit code (killing after `timeout`)."""
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout)
-        return int(self.popen.returncode)
+        return end_process(self.popen, timeout)
 
     def __enter__(self) -> ExporterProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def end_process(popen: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM a running process, SIGKILL it if it has not ended after `timeout`; its exit code."""
+    if popen.poll() is None:
+        popen.send_signal(signal.SIGTERM)
+        try:
+            popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait(timeout)
+    return int(popen.returncode)

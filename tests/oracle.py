@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -32,6 +31,7 @@ from typing import Any
 import yaml
 
 from tests.cluster import Cluster, ClusterError, build_oracle, free_port
+from tests.exporter_process import end_process
 
 #: How long an oracle process may take to come up on a loaded 2-core machine.
 START_TIMEOUT = 60.0
@@ -99,14 +99,7 @@ class OracleProcess:
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM (the oracle's clean stop), then SIGKILL after `timeout`; the exit code."""
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout)
-        return int(self.popen.returncode)
+        return end_process(self.popen, timeout)
 
     def tail(self, lines: int = 40) -> str:
         """The last lines of both outputs (upstream's own logger writes to stdout)."""
